@@ -1,0 +1,88 @@
+import { ClosedError, HeraldError } from '../errors.js';
+import { assertKey, freezeMeta } from '../internal/assert.js';
+import type { Meta } from '../types.js';
+import type { ObserverManager } from '../hub/observer-manager.js';
+
+interface Buffered {
+  readonly oldValue: unknown;
+  newValue: unknown;
+  meta: Meta;
+}
+
+/**
+ * Notifications held back until a commit: made by {@link ObserverManager.defer}.
+ * `notify` buffers (coalesced per key: the first `oldValue`, the last
+ * `newValue` and `meta`); `commit()` announces them in the order their keys
+ * were first touched, skipping any key that ended where it began; `discard()`
+ * drops them, and so does disposing a batch that was never committed.
+ * A settled batch refuses further calls with `HERALD_SETTLED`.
+ */
+export class PendingNotifications implements Disposable {
+  readonly #hub: ObserverManager;
+  readonly #changes = new Map<string, Buffered>();
+  #state: 'open' | 'committed' | 'discarded' = 'open';
+
+  /** @internal Made by {@link ObserverManager.defer}. */
+  constructor(hub: ObserverManager) {
+    this.#hub = hub;
+  }
+
+  /** Keys with a buffered change. */
+  get size(): number {
+    return this.#changes.size;
+  }
+
+  /** `'open'` until `commit()` or `discard()`. */
+  get state(): 'open' | 'committed' | 'discarded' {
+    return this.#state;
+  }
+
+  /** Buffers a change; validated now, so a later `commit()` cannot fail on it. */
+  notify(key: string, oldValue: unknown, newValue: unknown, meta?: Readonly<Record<string, unknown>>): void {
+    this.#assertOpen('notify');
+    assertKey(key);
+    const frozen = freezeMeta(meta);
+    const buffered = this.#changes.get(key);
+    if (buffered === undefined) {
+      this.#changes.set(key, { oldValue, newValue, meta: frozen });
+    } else {
+      buffered.newValue = newValue;
+      buffered.meta = frozen;
+    }
+  }
+
+  /**
+   * Announces the buffered changes through the hub and settles the batch.
+   * Returns how many were announced (a key back at its first value is not).
+   * @throws HeraldError `HERALD_CLOSED` if the hub is closed (nothing is announced), `HERALD_SETTLED` if already settled.
+   */
+  commit(): number {
+    this.#assertOpen('commit');
+    if (this.#hub.closed) throw new ClosedError('cannot `commit`: the hub is closed');
+    this.#state = 'committed';
+    let announced = 0;
+    for (const [key, { oldValue, newValue, meta }] of this.#changes) {
+      if (this.#hub.notify(key, oldValue, newValue, meta)) announced++;
+    }
+    this.#changes.clear();
+    return announced;
+  }
+
+  /** Drops the buffered changes and settles the batch. Idempotent once discarded. */
+  discard(): void {
+    if (this.#state === 'committed') this.#assertOpen('discard');
+    this.#state = 'discarded';
+    this.#changes.clear();
+  }
+
+  /** Discards the batch if it was never committed. */
+  [Symbol.dispose](): void {
+    if (this.#state === 'open') this.discard();
+  }
+
+  #assertOpen(method: string): void {
+    if (this.#state !== 'open') {
+      throw new HeraldError('HERALD_SETTLED', `cannot \`${method}\`: the pending batch is already ${this.#state}`);
+    }
+  }
+}

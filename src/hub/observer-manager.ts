@@ -1,0 +1,767 @@
+import { ClosedError, InvalidArgumentError, TimeoutError } from '../errors.js';
+import {
+  assertCallback, assertKey, assertNever, assertOptions, assertQueue, assertSignal, freezeMeta,
+  invalidKey, optionalDuration, optionalFunction,
+} from '../internal/assert.js';
+import { Deque } from '../internal/deque.js';
+import { PendingNotifications } from '../delivery/pending.js';
+import { createWatch } from '../delivery/watch-iterator.js';
+import { channels } from '../stats/diagnostics.js';
+import { LatencyRecorder } from '../stats/latency.js';
+import type {
+  Change, CloseReason, ErrorContext, HubOptions, Inspection, ObserveOptions, ObserverCallback,
+  ObserverInfo, OverflowPolicy, Stats, Subscription, WatchOptions,
+} from '../types.js';
+import { ACTIVE, BUSY, Observer, ObserverExt, PROBED, parseId, type ObserverHost } from './observer.js';
+import { parsePattern, PatternTrie } from './pattern.js';
+import { ObserverList } from './registry.js';
+import { Scope } from './scope.js';
+
+export const DEFAULT_QUEUE_LIMIT = 1000;
+export const DEFAULT_OVERFLOW: OverflowPolicy = 'drop-oldest';
+export const DEFAULT_SWEEP_INTERVAL_MS = 30_000;
+export const DEFAULT_CALLBACK_TIMEOUT_MS = 30_000;
+
+const NOOP = (): void => {};
+
+/** Internal registration flags that the public options cannot express. */
+interface Internal {
+  readonly pull?: boolean;
+}
+
+/**
+ * The notification hub: observers register for a key or a pattern, a store
+ * calls `notify` when a key changes, and the hub delivers the change to every
+ * observer registered at that moment — asynchronously, in order, isolated
+ * from each other, with bounded queues and every outcome counted.
+ *
+ * @example
+ * ```ts
+ * const hub = new ObserverManager();
+ * using sub = hub.observe('session/42/temperature', (change) => {
+ *   console.log(change.key, change.oldValue, '→', change.newValue);
+ * });
+ * hub.notify('session/42/temperature', 20, 21);   // returns true; the callback runs on the microtask queue
+ * await hub.drain();
+ * ```
+ */
+export class ObserverManager {
+  readonly #equals: (oldValue: unknown, newValue: unknown) => boolean;
+  readonly #onError: (error: unknown, context: ErrorContext) => void;
+  readonly #defaultLimit: number;
+  readonly #defaultOverflow: OverflowPolicy;
+  readonly #timeoutMs: number;
+  readonly #startedAt = Date.now();
+
+  readonly #keys = new Map<string, ObserverList>();
+  readonly #patterns = new PatternTrie();
+  /** Living pattern observers: while 0, `notify` never looks at the trie. */
+  #patternObservers = 0;
+  readonly #host: ObserverHost = { release: (observer, reason) => this.#release(observer, reason) };
+
+  #seq = 0;
+  #nextObserver = 0;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+
+  /** Queued dispatch jobs, flat: change, observers, snapshot length, sample start (or 0). */
+  #jobs: unknown[] = [];
+  #jobHead = 0;
+  #scheduled = false;
+  readonly #flush = (): void => this.#runJobs();
+
+  /** Observers whose returned promise is pending, oldest deadline first. */
+  readonly #inFlight = new Set<Observer>();
+  /** In-flight deliveries that `drain()` waits for. */
+  #busy = 0;
+  #timeoutTimer: NodeJS.Timeout | undefined;
+  #drainWaiters: (() => void)[] = [];
+
+  /** Observers with an owner or `isAlive`: what a sweep looks at. */
+  readonly #probed = new Set<Observer>();
+  readonly #owners = new FinalizationRegistry<Observer>((observer) => {
+    if (this.#release(observer, 'owner-collected')) this.#stats.deadObserversRemoved++;
+  });
+  readonly #signals = new WeakMap<AbortSignal, { observers: Set<Observer>; onAbort: () => void }>();
+  #sweepTimer: NodeJS.Timeout | undefined;
+
+  readonly #latency = new LatencyRecorder();
+  readonly #stats = {
+    observersAdded: 0, observersRemoved: 0, notifications: 0, notificationsSkipped: 0, fanOut: 0,
+    deliveries: 0, deliveryErrors: 0, deliveryTimeouts: 0, dropped: 0, coalesced: 0, cancelled: 0,
+    cleanupRuns: 0, deadObserversRemoved: 0, queued: 0,
+  };
+
+  constructor(options: HubOptions = {}) {
+    assertOptions(options, 'options');
+    const { equals, sweepIntervalMs, onError, queue, callbackTimeoutMs } = options;
+    optionalFunction(equals, 'options.equals');
+    optionalDuration(sweepIntervalMs, 'options.sweepIntervalMs', false);
+    optionalFunction(onError, 'options.onError');
+    assertQueue(queue, 'options.queue');
+    optionalDuration(callbackTimeoutMs, 'options.callbackTimeoutMs', true);
+    if (callbackTimeoutMs === 0) {
+      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.callbackTimeoutMs', 'a number of milliseconds > 0, or Infinity', 0);
+    }
+    this.#equals = equals ?? Object.is;
+    this.#onError = onError ?? defaultOnError;
+    this.#defaultLimit = queue?.limit ?? DEFAULT_QUEUE_LIMIT;
+    this.#defaultOverflow = queue?.overflow ?? DEFAULT_OVERFLOW;
+    this.#timeoutMs = callbackTimeoutMs ?? DEFAULT_CALLBACK_TIMEOUT_MS;
+    const interval = sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
+    if (interval > 0) this.#sweepTimer = setInterval(() => this.sweep(), interval).unref();
+  }
+
+  /** `true` once `close()` has been called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Registers `callback` for changes of `key`. The returned handle removes it
+   * (`unsubscribe()`, `using`, or `hub.remove(sub)`); removal wins over any
+   * change still queued for it.
+   * @throws HeraldError `HERALD_INVALID_KEY`, `HERALD_INVALID_CALLBACK`, `HERALD_INVALID_OPTION`, `HERALD_CLOSED`.
+   */
+  observe<T = unknown>(key: string, callback: ObserverCallback<T>, options?: ObserveOptions): Subscription {
+    this.#assertOpen('observe');
+    assertKey(key);
+    assertCallback(callback);
+    checkObserveOptions(options);
+    return this.#registerKey(key, callback as ObserverCallback, options);
+  }
+
+  /**
+   * Registers `callback` for every key that matches `pattern`: `/` separates
+   * segments, `*` matches exactly one segment, and `**` as the last segment
+   * matches one or more. Otherwise as {@link observe}.
+   * @throws HeraldError `HERALD_INVALID_PATTERN` and as {@link observe}.
+   */
+  observePattern<T = unknown>(pattern: string, callback: ObserverCallback<T>, options?: ObserveOptions): Subscription {
+    this.#assertOpen('observePattern');
+    const segments = parsePattern(pattern);
+    assertCallback(callback);
+    checkObserveOptions(options);
+    const list = this.#patterns.obtain(pattern, segments, this.#host);
+    const sub = this.#register(list, callback as ObserverCallback, options);
+    if (sub.active) this.#patternObservers++;
+    else if (list.size === 0) this.#patterns.delete(list);
+    return sub;
+  }
+
+  /**
+   * Announces that `key` went from `oldValue` to `newValue`. Returns before
+   * any callback runs; deliveries start on the microtask queue. Returns
+   * `false`, and delivers nothing, when `equals(oldValue, newValue)` says unchanged.
+   * @throws HeraldError `HERALD_INVALID_KEY`, `HERALD_INVALID_ARGUMENT` (meta), `HERALD_CLOSED`.
+   */
+  notify(key: string, oldValue: unknown, newValue: unknown, meta?: Readonly<Record<string, unknown>>): boolean {
+    if (this.#closed) throw new ClosedError('cannot `notify`: the hub is closed');
+    if (typeof key !== 'string' || key.length === 0) throw invalidKey(key);
+    const frozenMeta = freezeMeta(meta);
+    if (this.#equals(oldValue, newValue)) {
+      this.#stats.notificationsSkipped++;
+      return false;
+    }
+    const seq = ++this.#seq;
+    this.#stats.notifications++;
+    const list = this.#keys.get(key);
+    if (list === undefined && this.#patternObservers === 0 && !channels.notify.hasSubscribers) return true;
+
+    const change: Change = Object.freeze({ key, oldValue, newValue, meta: frozenMeta, seq, at: Date.now() });
+    const merged = this.#patternObservers === 0 ? undefined : this.#snapshotWithPatterns(key, list);
+    let items: Observer[] | undefined;
+    let length = 0;
+    if (merged !== undefined) {
+      items = merged;
+      length = merged.length;
+      this.#stats.fanOut += length;
+    } else if (list !== undefined) {
+      // The list itself is the snapshot: later additions land past `length`, removals are tombstones.
+      items = list.items;
+      length = items.length;
+      this.#stats.fanOut += list.size;
+    }
+    if (channels.notify.hasSubscribers) channels.notify.publish({ hub: this, change, observers: length });
+    if (items === undefined || length === 0) return true;
+    const t0 = (seq & (LatencyRecorder.SAMPLE_EVERY - 1)) === 0 ? performance.now() : 0;
+    this.#jobs.push(change, items, length, t0);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      queueMicrotask(this.#flush);
+    }
+    return true;
+  }
+
+  /**
+   * Removes an observer by its handle or id: `true` if it was registered and
+   * is now removed, `false` if it was gone already or never existed here.
+   */
+  remove(subOrId: Subscription | string): boolean {
+    if (subOrId instanceof Observer) return subOrId.list.host === this.#host && this.#release(subOrId, 'unsubscribed');
+    if (typeof subOrId !== 'string') {
+      throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'subOrId', 'a subscription of this hub or its id', subOrId);
+    }
+    const parsed = parseId(subOrId);
+    if (parsed === undefined) return false;
+    const list = parsed.isPattern ? this.#patterns.get(parsed.name) : this.#keys.get(parsed.name);
+    const observer = list?.find(parsed.n);
+    return observer !== undefined && this.#release(observer, 'unsubscribed');
+  }
+
+  /**
+   * The changes of `key` as an async iterator. Its observer is registered at
+   * once (changes from this call on are kept, within the queue bound) and is
+   * removed by `break`, `return()`, the signal, or the iterator being
+   * garbage-collected unused. `drain()` does not wait for an iterator to be read.
+   */
+  watch<T = unknown>(key: string, options?: WatchOptions): AsyncIterableIterator<Change<T>> {
+    this.#assertOpen('watch');
+    assertKey(key);
+    assertOptions(options, 'options');
+    assertSignal(options?.signal, 'options.signal');
+    assertQueue(options?.queue, 'options.queue');
+    if (options?.label !== undefined && typeof options.label !== 'string') {
+      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.label', 'a string or undefined', options.label);
+    }
+    return createWatch<T>((callback, observeOptions) => this.#registerKey(key, callback, observeOptions, { pull: true }), options);
+  }
+
+  /** A group of observers that `scope.dispose()` removes together. */
+  scope(): Scope {
+    this.#assertOpen('scope');
+    return new Scope(this);
+  }
+
+  /**
+   * Pending notifications for after a commit: see {@link PendingNotifications}.
+   * @example
+   * ```ts
+   * using pending = hub.defer();
+   * pending.notify('cart/7/total', 10, 12);
+   * await db.commit();
+   * pending.commit();   // without it, disposal discards
+   * ```
+   */
+  defer(): PendingNotifications {
+    this.#assertOpen('defer');
+    return new PendingNotifications(this);
+  }
+
+  /** Observers that a change of `key` would reach now (its own and matching patterns'); all observers when omitted. */
+  observerCount(key?: string): number {
+    if (key === undefined) return this.#activeObservers();
+    assertKey(key);
+    let count = this.#keys.get(key)?.size ?? 0;
+    if (this.#patternObservers > 0) {
+      const lists: ObserverList[] = [];
+      this.#patterns.match(key, lists);
+      for (const list of lists) count += list.size;
+    }
+    return count;
+  }
+
+  /** Keys with at least one observer of their own (patterns are listed by {@link patterns}). */
+  keys(): string[] {
+    return [...this.#keys.keys()];
+  }
+
+  /** Patterns with at least one observer. */
+  patterns(): string[] {
+    return this.#patterns.patterns();
+  }
+
+  /** The observers a change of `key` would reach now, in delivery order, with their counters. */
+  inspect(key: string): Inspection {
+    assertKey(key);
+    const now = Date.now() - this.#startedAt;
+    const lists: ObserverList[] = [];
+    const own = this.#keys.get(key);
+    if (own !== undefined) lists.push(own);
+    if (this.#patternObservers > 0) this.#patterns.match(key, lists);
+    const observers = lists.flatMap((list) => list.living()).sort((a, b) => a.n - b.n);
+    return {
+      key,
+      observerCount: observers.length,
+      observers: observers.map((observer): ObserverInfo => ({
+        id: observer.id,
+        label: observer.ext?.label,
+        pattern: observer.list.pattern === undefined ? undefined : observer.list.name,
+        ageMs: now - observer.bornAt,
+        alive: this.#isAlive(observer),
+        queued: observer.ext?.queue?.length ?? 0,
+        delivered: observer.delivered,
+        errors: observer.ext?.errors ?? 0,
+        dropped: observer.ext?.dropped ?? 0,
+      })),
+    };
+  }
+
+  /** Counters since the hub started, and recent dispatch latency. */
+  getStats(): Stats {
+    const s = this.#stats;
+    return {
+      ...s,
+      activeObservers: this.#activeObservers(),
+      keys: this.#keys.size,
+      pending: s.fanOut - s.deliveries - s.dropped - s.coalesced - s.cancelled,
+      uptimeMs: Date.now() - this.#startedAt,
+      latency: this.#latency.snapshot(),
+    };
+  }
+
+  /** Runs one cleanup pass now: removes observers whose owner is gone or whose `isAlive` says false. Returns how many. */
+  sweep(): number {
+    this.#stats.cleanupRuns++;
+    let removed = 0;
+    for (const observer of [...this.#probed]) {
+      if (this.#isAlive(observer)) continue;
+      const ownerGone = observer.ext!.owner !== undefined && observer.ext!.owner.deref() === undefined;
+      if (this.#release(observer, ownerGone ? 'owner-collected' : 'dead')) removed++;
+    }
+    this.#stats.deadObserversRemoved += removed;
+    return removed;
+  }
+
+  /**
+   * Resolves when every queued delivery has settled: callbacks invoked, and
+   * returned promises settled or timed out. Never rejects. Changes that
+   * callbacks notify meanwhile are waited for too; unread `watch()` iterators are not.
+   */
+  drain(): Promise<void> {
+    if (this.#isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  /**
+   * Stops accepting changes and observers, drains, then removes every
+   * observer (reason `"hub-closed"`) and stops the timers. Idempotent; never rejects.
+   */
+  close(): Promise<void> {
+    if (this.#closing !== undefined) return this.#closing;
+    this.#closed = true;
+    clearInterval(this.#sweepTimer);
+    this.#closing = this.drain().then(() => {
+      for (const list of [...this.#keys.values(), ...this.#patterns.lists()]) {
+        for (const observer of list.living()) this.#release(observer, 'hub-closed');
+      }
+      clearTimeout(this.#timeoutTimer);
+    });
+    return this.#closing;
+  }
+
+  // ---- registration and removal ----
+
+  #registerKey(key: string, callback: ObserverCallback, options: ObserveOptions | undefined, internal?: Internal): Observer {
+    const list = this.#keys.get(key) ?? new ObserverList(key, this.#host);
+    const observer = this.#register(list, callback, options, internal);
+    if (list.size === 1) this.#keys.set(key, list);
+    return observer;
+  }
+
+  #register(list: ObserverList, callback: ObserverCallback, options: ObserveOptions | undefined, internal?: Internal): Observer {
+    const ext = options === undefined && internal === undefined ? undefined : this.#makeExt(options, internal);
+    const state = ext?.isAlive === undefined ? ACTIVE : ACTIVE | PROBED;
+    const observer = new Observer(list, callback, ++this.#nextObserver, state, Date.now() - this.#startedAt, ext);
+    if (options?.signal?.aborted === true) {
+      observer.state = 0;
+      observer.callback = NOOP;
+      callOnClose(observer, 'aborted');
+      return observer;
+    }
+    list.add(observer);
+    this.#stats.observersAdded++;
+    if (ext !== undefined) this.#attachLifecycle(observer, ext, options);
+    if (channels.observer.hasSubscribers) {
+      channels.observer.publish({ hub: this, event: 'added', id: observer.id, key: list.name });
+    }
+    return observer;
+  }
+
+  #makeExt(options: ObserveOptions | undefined, internal: Internal | undefined): ObserverExt {
+    const ext = new ObserverExt(options?.queue?.limit ?? this.#defaultLimit, options?.queue?.overflow ?? this.#defaultOverflow);
+    if (options !== undefined) {
+      ext.label = options.label;
+      ext.onClose = options.onClose;
+      ext.isAlive = options.isAlive;
+      ext.signal = options.signal;
+      if (options.owner !== undefined) ext.owner = new WeakRef(options.owner);
+    }
+    ext.pull = internal?.pull === true;
+    return ext;
+  }
+
+  #attachLifecycle(observer: Observer, ext: ObserverExt, options: ObserveOptions | undefined): void {
+    if (options?.owner !== undefined) this.#owners.register(options.owner, observer, observer);
+    if (ext.owner !== undefined || ext.isAlive !== undefined) this.#probed.add(observer);
+    const signal = ext.signal;
+    if (signal === undefined) return;
+    // One listener per signal, however many observers share it: no MaxListenersExceededWarning.
+    let entry = this.#signals.get(signal);
+    if (entry === undefined) {
+      const observers = new Set<Observer>();
+      const onAbort = (): void => {
+        for (const each of [...observers]) this.#release(each, 'aborted');
+      };
+      entry = { observers, onAbort };
+      this.#signals.set(signal, entry);
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+    entry.observers.add(observer);
+  }
+
+  #release(observer: Observer, reason: CloseReason): boolean {
+    if ((observer.state & ACTIVE) === 0) return false;
+    observer.state = 0;
+    observer.removedAt = this.#seq;
+    observer.callback = NOOP;
+    const list = observer.list;
+    list.delete();
+    if (list.size === 0) {
+      if (list.pattern === undefined) {
+        if (this.#keys.get(list.name) === list) this.#keys.delete(list.name);
+      } else {
+        this.#patterns.delete(list);
+      }
+    }
+    if (list.pattern !== undefined) this.#patternObservers--;
+    this.#stats.observersRemoved++;
+    const ext = observer.ext;
+    if (ext !== undefined) this.#detachLifecycle(observer, ext);
+    if (channels.observer.hasSubscribers) {
+      channels.observer.publish({ hub: this, event: 'removed', id: observer.id, key: list.name, reason });
+    }
+    if (ext?.onClose !== undefined) callOnClose(observer, reason);
+    return true;
+  }
+
+  #detachLifecycle(observer: Observer, ext: ObserverExt): void {
+    const queue = ext.queue;
+    if (queue !== undefined && queue.length > 0) {
+      this.#stats.cancelled += queue.length;
+      this.#stats.queued -= queue.length;
+      queue.clear();
+    }
+    if (ext.owner !== undefined) this.#owners.unregister(observer);
+    this.#probed.delete(observer);
+    if (ext.signal !== undefined) {
+      const entry = this.#signals.get(ext.signal);
+      if (entry !== undefined) {
+        entry.observers.delete(observer);
+        if (entry.observers.size === 0) {
+          ext.signal.removeEventListener('abort', entry.onAbort);
+          this.#signals.delete(ext.signal);
+        }
+      }
+    }
+  }
+
+  // ---- delivery ----
+
+  /** The living observers of `key` and its matching patterns in registration order; undefined when no pattern matches. */
+  #snapshotWithPatterns(key: string, own: ObserverList | undefined): Observer[] | undefined {
+    const lists: ObserverList[] = [];
+    this.#patterns.match(key, lists);
+    if (lists.length === 0) return undefined;
+    if (own !== undefined) lists.push(own);
+    const living = lists.flatMap((list) => list.living());
+    return lists.length === 1 ? living : living.sort((a, b) => a.n - b.n);
+  }
+
+  #runJobs(): void {
+    const jobs = this.#jobs;
+    while (this.#jobHead < jobs.length) {
+      const i = this.#jobHead;
+      const change = jobs[i] as Change;
+      const items = jobs[i + 1] as Observer[];
+      const length = jobs[i + 2] as number;
+      const t0 = jobs[i + 3] as number;
+      jobs[i] = jobs[i + 1] = undefined;
+      this.#jobHead = i + 4;
+      if (t0 !== 0) this.#latency.record(performance.now() - t0);
+      this.#dispatch(change, items, length);
+      // A long chain of re-entrant notifies must not grow the job list without end.
+      if (this.#jobHead >= 4096 && this.#jobHead * 2 >= jobs.length) {
+        jobs.splice(0, this.#jobHead);
+        this.#jobHead = 0;
+      }
+    }
+    jobs.length = 0;
+    this.#jobHead = 0;
+    this.#scheduled = false;
+    this.#settleDrain();
+  }
+
+  #dispatch(change: Change, items: Observer[], length: number): void {
+    let delivered = 0;
+    for (let i = 0; i < length; i++) {
+      const observer = items[i]!;
+      if (observer.state !== ACTIVE) {
+        this.#dispatchSlow(observer, change);
+        continue;
+      }
+      observer.delivered++;
+      delivered++;
+      let result: unknown;
+      try {
+        result = observer.callback(change);
+      } catch (error) {
+        this.#report(observer, error, change);
+        continue;
+      }
+      if (result !== undefined && isThenable(result)) this.#await(observer, result, change);
+    }
+    this.#stats.deliveries += delivered;
+  }
+
+  /** Everything but an idle, active, unprobed observer. */
+  #dispatchSlow(observer: Observer, change: Change): void {
+    const state = observer.state;
+    if ((state & ACTIVE) === 0) {
+      // Removed after this change was notified: removal wins, and it is counted.
+      if (observer.removedAt >= change.seq) this.#stats.cancelled++;
+    } else if ((state & BUSY) !== 0) {
+      this.#offer(observer, observer.ext!, change);
+    } else {
+      this.#deliverChecked(observer, change);
+    }
+  }
+
+  /** Delivers after the `isAlive` probe, if any. */
+  #deliverChecked(observer: Observer, change: Change): void {
+    if ((observer.state & PROBED) !== 0 && !this.#isAlive(observer)) {
+      if (this.#release(observer, 'dead')) this.#stats.deadObserversRemoved++;
+      this.#stats.cancelled++;
+      return;
+    }
+    observer.delivered++;
+    this.#stats.deliveries++;
+    let result: unknown;
+    try {
+      result = observer.callback(change);
+    } catch (error) {
+      this.#report(observer, error, change);
+      return;
+    }
+    if (result !== undefined && isThenable(result)) this.#await(observer, result, change);
+  }
+
+  /** Admits a change to a busy observer's queue, applying its overflow policy when full. */
+  #offer(observer: Observer, ext: ObserverExt, change: Change): void {
+    const queue = (ext.queue ??= new Deque<Change>());
+    const stats = this.#stats;
+    if (queue.length < ext.limit) {
+      queue.push(change);
+      stats.queued++;
+      return;
+    }
+    const policy = ext.overflow;
+    switch (policy) {
+      case 'drop-oldest':
+        if (queue.length > 0) {
+          queue.shift();
+          queue.push(change);
+        }
+        break;
+      case 'drop-newest':
+        break;
+      case 'coalesce':
+        if (this.#coalesce(queue, change)) return;
+        if (queue.length > 0) {
+          queue.shift();
+          queue.push(change);
+        }
+        break;
+      case 'disconnect':
+        stats.dropped++;
+        ext.dropped++;
+        this.#release(observer, 'slow-consumer');
+        return;
+      default:
+        assertNever(policy);
+    }
+    stats.dropped++;
+    ext.dropped++;
+  }
+
+  /**
+   * Merges `change` into the newest pending change of its key: oldest
+   * `oldValue`, newest `newValue`, `meta`, `seq` and `at`. The merged change
+   * moves to the back, so `seq` still grows along the queue. A merge that
+   * returns to where it started leaves nothing to deliver.
+   * Returns false when no pending change has that key.
+   */
+  #coalesce(queue: Deque<Change>, change: Change): boolean {
+    for (let i = queue.length - 1; i >= 0; i--) {
+      const pending = queue.at(i)!;
+      if (pending.key !== change.key) continue;
+      queue.removeAt(i);
+      this.#stats.coalesced++;
+      if (this.#equals(pending.oldValue, change.newValue)) {
+        this.#stats.coalesced++;
+        this.#stats.queued--;
+      } else {
+        queue.push(Object.freeze({ ...change, oldValue: pending.oldValue }));
+      }
+      return true;
+    }
+    return false;
+  }
+
+  #await(observer: Observer, promise: PromiseLike<unknown>, change: Change): void {
+    const ext = (observer.ext ??= new ObserverExt(this.#defaultLimit, this.#defaultOverflow));
+    observer.state |= BUSY;
+    const token = ++ext.token;
+    ext.current = change;
+    if (!ext.pull) {
+      this.#busy++;
+      if (this.#timeoutMs !== Infinity) {
+        ext.deadline = performance.now() + this.#timeoutMs;
+        this.#inFlight.add(observer);
+        this.#timeoutTimer ??= setTimeout(this.#expire, this.#timeoutMs);
+      }
+    }
+    const settle = (): void => this.#settle(observer, ext, token);
+    try {
+      promise.then(settle, (error: unknown) => {
+        if (ext.token === token) this.#report(observer, error, change);
+        settle();
+      });
+    } catch (error) {
+      this.#report(observer, error, change);
+      settle();
+    }
+  }
+
+  #settle(observer: Observer, ext: ObserverExt, token: number): void {
+    if (ext.token !== token) return; // timed out already
+    ext.token++;
+    ext.current = undefined;
+    this.#finishInFlight(observer, ext);
+  }
+
+  #finishInFlight(observer: Observer, ext: ObserverExt): void {
+    if (!ext.pull) {
+      this.#busy--;
+      this.#inFlight.delete(observer);
+      if (this.#inFlight.size === 0 && this.#timeoutTimer !== undefined) {
+        // Nothing left to time out: the timer must not hold the process open.
+        clearTimeout(this.#timeoutTimer);
+        this.#timeoutTimer = undefined;
+      }
+    }
+    if ((observer.state & ACTIVE) !== 0) {
+      observer.state &= ~BUSY;
+      this.#pump(observer, ext);
+    }
+    this.#settleDrain();
+  }
+
+  /** Delivers an observer's queued changes until one returns a promise again. */
+  #pump(observer: Observer, ext: ObserverExt): void {
+    const queue = ext.queue;
+    if (queue === undefined) return;
+    while (queue.length > 0 && (observer.state & (ACTIVE | BUSY)) === ACTIVE) {
+      const change = queue.shift()!;
+      this.#stats.queued--;
+      this.#deliverChecked(observer, change);
+    }
+  }
+
+  readonly #expire = (): void => {
+    this.#timeoutTimer = undefined;
+    const now = performance.now();
+    for (const observer of this.#inFlight) {
+      const ext = observer.ext!;
+      if (ext.deadline > now) {
+        this.#timeoutTimer = setTimeout(this.#expire, Math.ceil(ext.deadline - now));
+        return;
+      }
+      ext.token++;
+      this.#stats.deliveryTimeouts++;
+      const change = ext.current!;
+      this.#report(observer, new TimeoutError(`observer \`${observer.id}\` did not settle within callbackTimeoutMs (${this.#timeoutMs} ms) for change ${change.seq} of ${JSON.stringify(change.key)}`), change);
+      this.#finishInFlight(observer, ext);
+    }
+  };
+
+  #report(observer: Observer, error: unknown, change: Change): void {
+    this.#stats.deliveryErrors++;
+    const ext = (observer.ext ??= new ObserverExt(this.#defaultLimit, this.#defaultOverflow));
+    ext.errors++;
+    const context: ErrorContext = { key: change.key, observerId: observer.id, change };
+    if (channels.error.hasSubscribers) channels.error.publish({ hub: this, error, context });
+    try {
+      this.#onError(error, context);
+    } catch {
+      // An onError that throws is contained: the notifier and the other observers never see it.
+    }
+  }
+
+  // ---- small helpers ----
+
+  #isAlive(observer: Observer): boolean {
+    const ext = observer.ext;
+    if (ext === undefined) return true;
+    if (ext.owner !== undefined && ext.owner.deref() === undefined) return false;
+    if (ext.isAlive === undefined) return true;
+    try {
+      return ext.isAlive() !== false;
+    } catch {
+      return false;
+    }
+  }
+
+  #isIdle(): boolean {
+    return this.#jobs.length === 0 && this.#busy === 0;
+  }
+
+  #settleDrain(): void {
+    if (this.#drainWaiters.length === 0 || !this.#isIdle()) return;
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  #activeObservers(): number {
+    return this.#stats.observersAdded - this.#stats.observersRemoved;
+  }
+
+  #assertOpen(method: string): void {
+    if (this.#closed) throw new ClosedError(`cannot \`${method}\`: the hub is closed`);
+  }
+}
+
+function checkObserveOptions(options: ObserveOptions | undefined): void {
+  if (options === undefined) return;
+  assertOptions(options, 'options');
+  assertSignal(options.signal, 'options.signal');
+  if (options.owner !== undefined && (typeof options.owner !== 'object' || options.owner === null) && typeof options.owner !== 'function') {
+    throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.owner', 'an object or undefined', options.owner);
+  }
+  optionalFunction(options.isAlive, 'options.isAlive');
+  optionalFunction(options.onClose, 'options.onClose');
+  if (options.label !== undefined && typeof options.label !== 'string') {
+    throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.label', 'a string or undefined', options.label);
+  }
+  assertQueue(options.queue, 'options.queue');
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
+
+function callOnClose(observer: Observer, reason: CloseReason): void {
+  const onClose = observer.ext?.onClose;
+  if (onClose === undefined) return;
+  observer.ext!.onClose = undefined;
+  try {
+    onClose(reason);
+  } catch {
+    // A throwing onClose must not stop the removal that called it.
+  }
+}
+
+function defaultOnError(error: unknown, context: ErrorContext): void {
+  console.error(`herald: observer ${context.observerId} of ${JSON.stringify(context.key)} failed:`, error);
+}

@@ -1,0 +1,129 @@
+import { InvalidArgumentError } from '../errors.js';
+import type { ObserverHost } from './observer.js';
+import { ObserverList } from './registry.js';
+
+/**
+ * Checks a pattern: '/'-separated segments where a segment is a literal, `*`
+ * (exactly one segment) or, as the last segment only, `**` (one or more
+ * segments). A `*` inside a literal segment is refused rather than guessed at.
+ * @internal
+ */
+export function parsePattern(pattern: unknown): string[] {
+  if (typeof pattern !== 'string' || pattern.length === 0) {
+    throw InvalidArgumentError.expected('HERALD_INVALID_PATTERN', 'pattern', 'a non-empty string', pattern);
+  }
+  const segments = pattern.split('/');
+  for (let i = 0; i < segments.length; i++) {
+    const segment = segments[i]!;
+    if (segment === '*' || !segment.includes('*')) continue;
+    if (segment === '**' && i === segments.length - 1) continue;
+    throw new InvalidArgumentError(
+      'HERALD_INVALID_PATTERN',
+      `\`pattern\` segment ${JSON.stringify(segment)} in ${JSON.stringify(pattern)} is not allowed: use '*' for one whole segment, or '**' as the last segment`,
+    );
+  }
+  return segments;
+}
+
+/** One node of the pattern trie. @internal */
+export class PatternNode {
+  readonly parent: PatternNode | undefined;
+  readonly edge: string;
+  children: Map<string, PatternNode> | undefined = undefined;
+  star: PatternNode | undefined = undefined;
+  /** Observers of the pattern that ends exactly here. */
+  list: ObserverList | undefined = undefined;
+  /** Observers of the pattern that ends here with `/**`. */
+  rest: ObserverList | undefined = undefined;
+
+  constructor(parent: PatternNode | undefined, edge: string) {
+    this.parent = parent;
+    this.edge = edge;
+  }
+
+  isEmpty(): boolean {
+    return this.list === undefined && this.rest === undefined && this.star === undefined && (this.children === undefined || this.children.size === 0);
+  }
+}
+
+/**
+ * Patterns in a trie of segments, so that matching a key costs its number of
+ * segments (times the wildcard branches), not the number of patterns.
+ * @internal
+ */
+export class PatternTrie {
+  readonly #root = new PatternNode(undefined, '');
+  readonly #byPattern = new Map<string, ObserverList>();
+
+  get size(): number {
+    return this.#byPattern.size;
+  }
+
+  get(pattern: string): ObserverList | undefined {
+    return this.#byPattern.get(pattern);
+  }
+
+  patterns(): string[] {
+    return [...this.#byPattern.keys()];
+  }
+
+  lists(): IterableIterator<ObserverList> {
+    return this.#byPattern.values();
+  }
+
+  /** The list of `pattern`, created (with its trie path) if it does not exist. */
+  obtain(pattern: string, segments: readonly string[], host: ObserverHost): ObserverList {
+    const existing = this.#byPattern.get(pattern);
+    if (existing !== undefined) return existing;
+    let node = this.#root;
+    const last = segments.length - 1;
+    const endsWithRest = segments[last] === '**';
+    const depth = endsWithRest ? last : segments.length;
+    for (let i = 0; i < depth; i++) {
+      const segment = segments[i]!;
+      if (segment === '*') {
+        node = node.star ??= new PatternNode(node, '*');
+      } else {
+        const children = (node.children ??= new Map());
+        let child = children.get(segment);
+        if (child === undefined) children.set(segment, (child = new PatternNode(node, segment)));
+        node = child;
+      }
+    }
+    const list = new ObserverList(pattern, host, node);
+    if (endsWithRest) node.rest = list;
+    else node.list = list;
+    this.#byPattern.set(pattern, list);
+    return list;
+  }
+
+  /** Forgets an emptied list and prunes the trie path that only it used. */
+  delete(list: ObserverList): void {
+    let node = list.pattern!;
+    if (node.rest === list) node.rest = undefined;
+    else node.list = undefined;
+    this.#byPattern.delete(list.name);
+    while (node.parent !== undefined && node.isEmpty()) {
+      const parent = node.parent;
+      if (parent.star === node) parent.star = undefined;
+      else parent.children!.delete(node.edge);
+      node = parent;
+    }
+  }
+
+  /** Every pattern list whose pattern matches `key`. */
+  match(key: string, out: ObserverList[]): void {
+    matchFrom(this.#root, key.split('/'), 0, out);
+  }
+}
+
+function matchFrom(node: PatternNode, segments: readonly string[], i: number, out: ObserverList[]): void {
+  if (i === segments.length) {
+    if (node.list !== undefined) out.push(node.list);
+    return;
+  }
+  if (node.rest !== undefined) out.push(node.rest);
+  const child = node.children?.get(segments[i]!);
+  if (child !== undefined) matchFrom(child, segments, i + 1, out);
+  if (node.star !== undefined) matchFrom(node.star, segments, i + 1, out);
+}

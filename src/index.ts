@@ -1,0 +1,22 @@
+/**
+ * herald: the observer manager for TypeScript. An in-process hub between the
+ * places where state changes and everything that watches those changes.
+ *
+ * @example
+ * ```ts
+ * import { ObserverManager } from 'herald';
+ * const hub = new ObserverManager();
+ * hub.observe('session/42/temperature', (change) => console.log(change.newValue));
+ * hub.notify('session/42/temperature', 20, 21);
+ * ```
+ * @module
+ */
+export { ObserverManager, DEFAULT_CALLBACK_TIMEOUT_MS, DEFAULT_OVERFLOW, DEFAULT_QUEUE_LIMIT, DEFAULT_SWEEP_INTERVAL_MS } from './hub/observer-manager.js';
+export { Scope } from './hub/scope.js';
+export { PendingNotifications } from './delivery/pending.js';
+export { ClosedError, HeraldError, InvalidArgumentError, TimeoutError, type HeraldErrorCode } from './errors.js';
+export { channels as diagnosticsChannels } from './stats/diagnostics.js';
+export type {
+  Change, CloseReason, ErrorContext, HubOptions, Inspection, LatencyStats, Meta, ObserveOptions,
+  ObserverCallback, ObserverInfo, OverflowPolicy, QueueOptions, Stats, Subscription, WatchOptions,
+} from './types.js';
