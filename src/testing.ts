@@ -1,0 +1,18 @@
+/**
+ * herald/testing: helpers that prove presence and absence of changes without
+ * sleeping, and conformance suites for hubs.
+ *
+ * @example
+ * ```ts
+ * import { nextChange, expectNoChange, hubSuite } from 'herald/testing';
+ * const next = nextChange(hub, 'session/42/mode');
+ * hub.notify('session/42/mode', 'on', 'eco');
+ * await next;
+ * ```
+ * @module
+ */
+export { nextChange, type NextChangeOptions } from './testing/next-change.js';
+export { collect, type Collector } from './testing/collect.js';
+export { expectNoChange } from './testing/expect-no-change.js';
+export { hubSuite, type ConformingHub, type HubSuiteOptions } from './testing/conformance/hub.suite.js';
+export type { HubLike } from './testing/hub-like.js';

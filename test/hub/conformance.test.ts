@@ -1,0 +1,4 @@
+import { ObserverManager } from '../../src/index.js';
+import { hubSuite } from '../../src/testing.js';
+
+hubSuite({ name: 'ObserverManager', create: (options) => new ObserverManager(options) });
