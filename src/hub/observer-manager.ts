@@ -79,9 +79,10 @@ export class ObserverManager {
 
   /** Observers with an owner or `isAlive`: what a sweep looks at. */
   readonly #probed = new Set<Observer>();
-  readonly #owners = new FinalizationRegistry<Observer>((observer) => {
-    if (this.#release(observer, 'owner-collected')) this.#stats.deadObserversRemoved++;
-  });
+  #owners: FinalizationRegistry<Observer> = this.#createOwnerRegistry();
+  /** Observers registered in `#owners` now, and the most since it was made. */
+  #ownedCount = 0;
+  #ownedPeak = 0;
   readonly #signals = new WeakMap<AbortSignal, { observers: Set<Observer>; onAbort: () => void }>();
   #sweepTimer: NodeJS.Timeout | undefined;
 
@@ -392,7 +393,10 @@ export class ObserverManager {
   }
 
   #attachLifecycle(observer: Observer, ext: ObserverExt, options: ObserveOptions | undefined): void {
-    if (options?.owner !== undefined) this.#owners.register(options.owner, observer, observer);
+    if (options?.owner !== undefined) {
+      this.#owners.register(options.owner, observer, observer);
+      this.#ownedPeak = Math.max(this.#ownedPeak, ++this.#ownedCount);
+    }
     if (ext.owner !== undefined || ext.isAlive !== undefined) this.#probed.add(observer);
     const signal = ext.signal;
     if (signal === undefined) return;
@@ -408,6 +412,33 @@ export class ObserverManager {
       signal.addEventListener('abort', onAbort, { once: true });
     }
     entry.observers.add(observer);
+  }
+
+  #createOwnerRegistry(): FinalizationRegistry<Observer> {
+    return new FinalizationRegistry<Observer>((observer) => {
+      if (this.#release(observer, 'owner-collected')) this.#stats.deadObserversRemoved++;
+    });
+  }
+
+  /**
+   * V8 never shrinks a FinalizationRegistry's table of unregister tokens, so
+   * after a crowd of owners has come and gone the registry is replaced by one
+   * that holds only the survivors. Amortised O(1) per removal.
+   */
+  #rebuildOwnerRegistry(): void {
+    const next = this.#createOwnerRegistry();
+    const orphans: Observer[] = [];
+    for (const observer of this.#probed) {
+      if (observer.ext?.owner === undefined) continue;
+      const owner = observer.ext.owner.deref();
+      if (owner === undefined) orphans.push(observer); // collected, its finalizer not yet run
+      else next.register(owner, observer, observer);
+    }
+    this.#owners = next;
+    this.#ownedPeak = this.#ownedCount;
+    queueMicrotask(() => {
+      for (const observer of orphans) if (this.#release(observer, 'owner-collected')) this.#stats.deadObserversRemoved++;
+    });
   }
 
   #release(observer: Observer, reason: CloseReason): boolean {
@@ -442,8 +473,12 @@ export class ObserverManager {
       this.#stats.queued -= queue.length;
       queue.clear();
     }
-    if (ext.owner !== undefined) this.#owners.unregister(observer);
     this.#probed.delete(observer);
+    if (ext.owner !== undefined) {
+      this.#owners.unregister(observer);
+      this.#ownedCount--;
+      if (this.#ownedPeak >= 1024 && this.#ownedCount * 4 < this.#ownedPeak) this.#rebuildOwnerRegistry();
+    }
     if (ext.signal !== undefined) {
       const entry = this.#signals.get(ext.signal);
       if (entry !== undefined) {

@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { ObserverManager, type CloseReason } from '../../src/index.js';
+import { collectUntil, gc, NO_GC } from '../support/gc.js';
+
+function createHub(t: { after: (fn: () => unknown) => void }, options: ConstructorParameters<typeof ObserverManager>[0] = {}): ObserverManager {
+  const hub = new ObserverManager({ sweepIntervalMs: 0, ...options });
+  t.after(() => hub.close());
+  return hub;
+}
+
+/** Registers an observer whose owner becomes garbage as soon as this returns. */
+function observeWithDroppedOwner(hub: ObserverManager, key: string, reasons: CloseReason[]): void {
+  const owner = { name: 'component' };
+  hub.observe(key, () => {}, { owner, onClose: (r) => void reasons.push(r) });
+}
+
+test('owner - an observer goes with reason "owner-collected" once its owner is garbage-collected', { skip: gc === undefined && NO_GC }, async (t) => {
+  const hub = createHub(t);
+  const reasons: CloseReason[] = [];
+  observeWithDroppedOwner(hub, 'owned/1', reasons);
+  assert.equal(hub.observerCount('owned/1'), 1);
+  assert.ok(await collectUntil(() => reasons.length > 0), 'the finalizer removed the observer');
+  assert.deepEqual(reasons, ['owner-collected']);
+  assert.deepEqual(hub.keys(), []);
+  assert.equal(hub.getStats().deadObserversRemoved, 1);
+});
+
+test('sweep() - removes observers whose owner was collected, before any finalizer runs', { skip: gc === undefined && NO_GC }, async (t) => {
+  const hub = createHub(t);
+  const reasons: CloseReason[] = [];
+  for (let i = 0; i < 10; i++) observeWithDroppedOwner(hub, 'owned/swept', reasons);
+  const kept = { still: 'here' };
+  hub.observe('owned/swept', () => {}, { owner: kept });
+  await collectUntil(() => false, 1); // one collection: the WeakRefs are cleared
+  const removed = reasons.length + hub.sweep(); // a finalizer may have beaten the sweep to some
+  assert.equal(removed, 10);
+  assert.equal(hub.observerCount('owned/swept'), 1);
+  assert.ok(reasons.every((r) => r === 'owner-collected'));
+  assert.ok(kept);
+});
+
+test('watch() - an iterator that is never read holds nothing once it is collected', { skip: gc === undefined && NO_GC }, async (t) => {
+  const hub = createHub(t);
+  (() => {
+    hub.watch('watched/unread');
+  })();
+  hub.notify('watched/unread', 0, 1);
+  await hub.drain();
+  assert.ok(await collectUntil(() => hub.observerCount('watched/unread') === 0));
+  const stats = hub.getStats();
+  assert.equal(stats.deliveries + stats.dropped + stats.coalesced + stats.cancelled, stats.fanOut);
+});
+
+test('sweep - the periodic sweep runs every sweepIntervalMs', (t) => {
+  t.mock.timers.enable({ apis: ['setInterval'] });
+  const hub = new ObserverManager({ sweepIntervalMs: 1000 });
+  t.after(() => hub.close());
+  let alive = true;
+  hub.observe('probed', () => {}, { isAlive: () => alive });
+  t.mock.timers.tick(1000);
+  assert.equal(hub.getStats().cleanupRuns, 1);
+  alive = false;
+  t.mock.timers.tick(1000);
+  assert.equal(hub.getStats().cleanupRuns, 2);
+  assert.equal(hub.observerCount('probed'), 0);
+});
+
+test('sweep - the sweep timer never keeps a process alive', async () => {
+  const entry = fileURLToPath(new URL('../../src/index.ts', import.meta.url));
+  const script = `
+    const { ObserverManager } = await import(${JSON.stringify(entry)});
+    const hub = new ObserverManager({ sweepIntervalMs: 5 });
+    hub.observe('k', () => {}, { isAlive: () => true });
+    hub.notify('k', 0, 1);
+  `;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: 'inherit' });
+  const code = await new Promise((resolve) => child.on('exit', resolve));
+  assert.equal(code, 0, 'the process ended on its own with the hub still open');
+});
+
+test('observe() - 10 000 observers on one key sharing one signal raise no process warning', async (t) => {
+  const warnings: Error[] = [];
+  const onWarning = (warning: Error): void => void warnings.push(warning);
+  process.on('warning', onWarning);
+  t.after(() => process.off('warning', onWarning));
+  const hub = createHub(t);
+  const controller = new AbortController();
+  let calls = 0;
+  for (let i = 0; i < 10_000; i++) hub.observe('crowded', () => void calls++, { signal: controller.signal });
+  for (let i = 0; i < 10_000; i++) hub.observe('crowded', () => void calls++, { signal: new AbortController().signal });
+  hub.notify('crowded', 0, 1);
+  await hub.drain();
+  controller.abort();
+  await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on a later tick
+  assert.equal(calls, 20_000);
+  assert.equal(hub.observerCount('crowded'), 10_000);
+  assert.deepEqual(warnings.map((w) => `${w.name}: ${w.message}`), []);
+});
