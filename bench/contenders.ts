@@ -1,0 +1,225 @@
+import { EventEmitter as NodeEmitter } from 'node:events';
+import Emittery from 'emittery';
+import EventEmitter3 from 'eventemitter3';
+import mitt from 'mitt';
+import { createNanoEvents } from 'nanoevents';
+import { Subject, type Subscription as RxSubscription } from 'rxjs';
+import { EventEmitter as Tseep } from 'tseep';
+import { ObserverManager } from '../src/index.js';
+
+/** What every observer receives from the harness (herald builds its own, frozen). */
+export interface BenchChange {
+  readonly key: string;
+  readonly oldValue: number;
+  readonly newValue: number;
+}
+export type Fn = (change: BenchChange) => void;
+
+/** One emitter, as the benchmark drives it. `handle` is whatever `on` returns that `off` needs. */
+export interface Instance {
+  on(key: string, fn: Fn): unknown;
+  off(key: string, fn: Fn, handle: unknown): void;
+  emit(key: string, oldValue: number, newValue: number): void;
+  /** Resolves when every callback of every emit so far has run; undefined when emit is synchronous. */
+  settle?: () => Promise<void>;
+}
+
+export interface Contender {
+  readonly name: string;
+  /** The floor and its variants are not peers: ratios are taken against them. */
+  readonly floor?: boolean;
+  create(): Instance;
+}
+
+const change = (key: string, oldValue: number, newValue: number): BenchChange => ({ key, oldValue, newValue });
+
+export const herald: Contender = {
+  name: 'herald',
+  create() {
+    const hub = new ObserverManager({ sweepIntervalMs: 0 });
+    return {
+      on: (key, fn) => hub.observe(key, fn as never),
+      off: (_key, _fn, handle) => void (handle as { unsubscribe(): boolean }).unsubscribe(),
+      emit: (key, oldValue, newValue) => void hub.notify(key, oldValue, newValue),
+      settle: () => hub.drain(),
+    };
+  },
+};
+
+/**
+ * The floor: a Map of plain arrays of closures, called in a bare loop. O(1)
+ * removal by swapping with the last (order is not kept: no emitter could do less).
+ */
+export const floor: Contender = {
+  name: 'floor',
+  floor: true,
+  create() {
+    const byKey = new Map<string, Fn[]>();
+    return {
+      on(key, fn) {
+        let list = byKey.get(key);
+        if (list === undefined) byKey.set(key, (list = []));
+        list.push(fn);
+        return list.length - 1;
+      },
+      off(key, fn) {
+        const list = byKey.get(key)!;
+        const i = list.lastIndexOf(fn);
+        list[i] = list[list.length - 1]!;
+        list.pop();
+        if (list.length === 0) byKey.delete(key);
+      },
+      emit(key, oldValue, newValue) {
+        const list = byKey.get(key);
+        if (list === undefined) return;
+        const c = change(key, oldValue, newValue);
+        for (let i = 0; i < list.length; i++) list[i]!(c);
+      },
+    };
+  },
+};
+
+export const nodeEvents: Contender = {
+  name: 'node:events',
+  create() {
+    const emitter = new NodeEmitter();
+    emitter.setMaxListeners(0);
+    return {
+      on: (key, fn) => emitter.on(key, fn),
+      off: (key, fn) => void emitter.off(key, fn),
+      emit: (key, oldValue, newValue) => void emitter.emit(key, change(key, oldValue, newValue)),
+    };
+  },
+};
+
+export const eventTarget: Contender = {
+  name: 'EventTarget',
+  create() {
+    const target = new EventTarget();
+    return {
+      on(key, fn) {
+        const listener = (event: Event): void => fn((event as CustomEvent<BenchChange>).detail);
+        target.addEventListener(key, listener);
+        return listener;
+      },
+      off: (key, _fn, listener) => target.removeEventListener(key, listener as EventListener),
+      emit: (key, oldValue, newValue) => void target.dispatchEvent(new CustomEvent(key, { detail: change(key, oldValue, newValue) })),
+    };
+  },
+};
+
+export const eventemitter3: Contender = {
+  name: 'eventemitter3',
+  create() {
+    const emitter = new EventEmitter3();
+    return {
+      on: (key, fn) => emitter.on(key, fn),
+      off: (key, fn) => void emitter.off(key, fn),
+      emit: (key, oldValue, newValue) => void emitter.emit(key, change(key, oldValue, newValue)),
+    };
+  },
+};
+
+export const tseep: Contender = {
+  name: 'tseep',
+  create() {
+    const emitter = new Tseep<Record<string, Fn>>();
+    emitter.setMaxListeners(Infinity);
+    return {
+      on: (key, fn) => emitter.on(key, fn),
+      off: (key, fn) => void emitter.off(key, fn),
+      emit: (key, oldValue, newValue) => void emitter.emit(key, change(key, oldValue, newValue)),
+    };
+  },
+};
+
+export const mittContender: Contender = {
+  name: 'mitt',
+  create() {
+    const emitter = mitt<Record<string, BenchChange>>();
+    return {
+      on: (key, fn) => emitter.on(key, fn),
+      off: (key, fn) => emitter.off(key, fn),
+      emit: (key, oldValue, newValue) => emitter.emit(key, change(key, oldValue, newValue)),
+    };
+  },
+};
+
+export const nanoevents: Contender = {
+  name: 'nanoevents',
+  create() {
+    const emitter = createNanoEvents<Record<string, Fn>>();
+    return {
+      on: (key, fn) => emitter.on(key, fn),
+      off: (_key, _fn, unbind) => (unbind as () => void)(),
+      emit: (key, oldValue, newValue) => emitter.emit(key, change(key, oldValue, newValue)),
+    };
+  },
+};
+
+export const emittery: Contender = {
+  name: 'emittery',
+  create() {
+    const emitter = new Emittery<Record<string, BenchChange>>();
+    let pending: Promise<void>[] = [];
+    return {
+      on: (key, fn) => emitter.on(key, fn),
+      off: (_key, _fn, unsubscribe) => (unsubscribe as () => void)(),
+      emit: (key, oldValue, newValue) => void pending.push(emitter.emit(key, change(key, oldValue, newValue))),
+      settle: async () => {
+        const all = pending;
+        pending = [];
+        await Promise.all(all);
+      },
+    };
+  },
+};
+
+/** RxJS: one Subject per key, dropped when its last subscriber goes (as a careful user would). */
+export const rxjs: Contender = {
+  name: 'rxjs Subject',
+  create() {
+    const subjects = new Map<string, Subject<BenchChange>>();
+    return {
+      on(key, fn) {
+        let subject = subjects.get(key);
+        if (subject === undefined) subjects.set(key, (subject = new Subject()));
+        return subject.subscribe(fn);
+      },
+      off(key, _fn, subscription) {
+        (subscription as RxSubscription).unsubscribe();
+        const subject = subjects.get(key);
+        if (subject !== undefined && !subject.observed) subjects.delete(key);
+      },
+      emit: (key, oldValue, newValue) => subjects.get(key)?.next(change(key, oldValue, newValue)),
+    };
+  },
+};
+
+export const PEERS: readonly Contender[] = [nodeEvents, eventTarget, eventemitter3, tseep, mittContender, nanoevents, emittery, rxjs];
+export const ALL: readonly Contender[] = [herald, floor, ...PEERS];
+
+let sink = 0;
+/** Keeps the callbacks' work observable so that it cannot be optimised away. */
+export function readSink(): number {
+  return sink;
+}
+
+/** Eight distinct function literals: an eight-kind observer set makes call sites polymorphic. */
+const KINDS: readonly ((slot: number) => Fn)[] = [
+  (slot) => (c) => { sink = (sink + c.newValue + slot) | 0; },
+  (slot) => (c) => { sink = (sink ^ (c.newValue + slot)) | 0; },
+  (slot) => (c) => { sink = (sink - c.oldValue + slot) | 0; },
+  (slot) => (c) => { sink = (sink + (c.newValue << 1) + slot) | 0; },
+  (slot) => (c) => { sink = (sink | (c.newValue & slot)) | 0; },
+  (slot) => (c) => { sink = (sink + c.newValue * 3 + slot) | 0; },
+  (slot) => (c) => { sink = (sink + c.key.length + slot) | 0; },
+  (slot) => (c) => { sink = (sink + (c.newValue >> 1) + slot) | 0; },
+];
+
+/** `count` closures, each its own, made from `kinds` function literals. */
+export function makeObservers(count: number, kinds: 1 | 8): Fn[] {
+  const fns: Fn[] = [];
+  for (let i = 0; i < count; i++) fns.push(KINDS[i % kinds]!(i));
+  return fns;
+}

@@ -1,0 +1,326 @@
+/**
+ * `npm run bench [-- --quick] [-- filter]`: herald beside every peer, in one
+ * process, in interleaved shuffled rounds; medians, ratios to the floor and
+ * to the peers, and herald's targets checked. Writes bench/results.json.
+ */
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { setImmediate as nextTask } from 'node:timers/promises';
+import { ALL, emittery, eventTarget, floor, herald, makeObservers, nodeEvents, PEERS, readSink, type Contender, type Fn, type Instance } from './contenders.js';
+
+const args = process.argv.slice(2);
+const QUICK = args.includes('--quick');
+const FILTER = args.find((a) => !a.startsWith('--'));
+const gc = (globalThis as { gc?: () => void }).gc;
+if (gc === undefined) throw new Error('run with node --expose-gc (npm run bench does)');
+
+/** One sample: `before` is not timed, `run` is; `ops` is how many operations `run` did. */
+interface Sample {
+  readonly ops: number;
+  before?(): void;
+  run(): void | Promise<void>;
+}
+
+interface Result {
+  readonly unit: 'ns/op' | 'bytes';
+  readonly median: number;
+  readonly samples: number;
+}
+const results: Record<string, Record<string, Result>> = {};
+const notes: string[] = [];
+
+function progress(text: string): void {
+  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${text}`);
+  else if (!text.includes('round')) process.stderr.write(`${text}\n`);
+}
+
+function shuffle<T>(items: readonly T[]): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+async function sampleOnce(sample: Sample): Promise<number> {
+  sample.before?.();
+  const t0 = process.hrtime.bigint();
+  const done = sample.run();
+  if (done !== undefined) await done;
+  return Number(process.hrtime.bigint() - t0) / sample.ops;
+}
+
+/** Times every contender in shuffled order each round; records the median ns per op. */
+async function timed(name: string, contenders: readonly Contender[], make: (c: Contender) => Sample, rounds: number, warmup = 3): Promise<void> {
+  if (FILTER !== undefined && !name.includes(FILTER)) return;
+  progress(`${name}`);
+  const samples = new Map(contenders.map((c) => [c, make(c)]));
+  const times = new Map<Contender, number[]>(contenders.map((c) => [c, []]));
+  for (let round = -warmup; round < rounds; round++) {
+    progress(`${name}: round ${Math.max(0, round + 1)}/${rounds}`);
+    for (const c of shuffle(contenders)) {
+      const ns = await sampleOnce(samples.get(c)!);
+      if (round >= 0) times.get(c)!.push(ns);
+    }
+  }
+  results[name] = Object.fromEntries(contenders.map((c) => [c.name, { unit: 'ns/op', median: median(times.get(c)!), samples: rounds }]));
+}
+
+/** An instance with `count` observers of `key`, and the handles to remove them. */
+function populate(c: Contender, key: string, fns: readonly Fn[]): { instance: Instance; handles: unknown[] } {
+  const instance = c.create();
+  const handles = fns.map((fn) => instance.on(key, fn));
+  return { instance, handles };
+}
+
+let value = 0;
+function emitBatch(instance: Instance, key: string, batch: number): void | Promise<void> {
+  for (let i = 0; i < batch; i++) instance.emit(key, value, ++value);
+  return instance.settle?.();
+}
+
+async function fanout(observers: number, kinds: 1 | 8, batch: number, rounds: number, contenders: readonly Contender[] = ALL): Promise<void> {
+  const fns = makeObservers(observers, kinds);
+  await timed(`notify → all callbacks, ${observers} observers, ${kinds === 1 ? 'one' : 'eight'}-kind`, contenders, (c) => {
+    const { instance } = populate(c, 'fan', fns);
+    return { ops: batch, run: () => emitBatch(instance, 'fan', batch) };
+  }, rounds);
+}
+
+async function noObservers(rounds: number): Promise<void> {
+  const fns = makeObservers(1, 1);
+  await timed('notify a key with no observers', ALL, (c) => {
+    const { instance } = populate(c, 'someone-else', fns);
+    return { ops: 10_000, run: () => emitBatch(instance, 'nobody', 10_000) };
+  }, rounds);
+}
+
+/** Keys with 1, 10, 100 and 1000 observers; one op notifies every key once. */
+async function mixedHub(rounds: number): Promise<void> {
+  const groups: [keys: number, observers: number][] = [[100, 1], [100, 10], [10, 100], [2, 1000]];
+  const keys = shuffle(groups.flatMap(([count, observers]) => Array.from({ length: count }, (_, i) => ({ key: `mixed/${observers}/${i}`, observers }))));
+  const fnsByKey = new Map(keys.map(({ key, observers }) => [key, makeObservers(observers, 8)]));
+  await timed('mixed hub: 212 keys with 1, 10, 100 and 1000 observers', ALL, (c) => {
+    const instance = c.create();
+    for (const [key, fns] of fnsByKey) for (const fn of fns) instance.on(key, fn);
+    return {
+      ops: 1,
+      run: () => {
+        for (const { key } of keys) instance.emit(key, value, ++value);
+        return instance.settle?.();
+      },
+    };
+  }, rounds);
+}
+
+/** Unsubscribe the oldest, observe a new one, notify: at a steady 1000 observers. */
+async function churn(batch: number, rounds: number): Promise<void> {
+  await timed('churn at 1000 observers: unsubscribe one, observe one, notify', ALL, (c) => {
+    const fns = makeObservers(1000, 1);
+    const { instance, handles } = populate(c, 'churn', fns);
+    const live = fns.map((fn, i) => ({ fn, handle: handles[i] }));
+    let next = 0;
+    return {
+      ops: batch,
+      run: () => {
+        for (let i = 0; i < batch; i++) {
+          const oldest = live[next % live.length]!;
+          instance.off('churn', oldest.fn, oldest.handle);
+          oldest.handle = instance.on('churn', oldest.fn);
+          next++;
+          instance.emit('churn', value, ++value);
+        }
+        return instance.settle?.();
+      },
+    };
+  }, rounds);
+}
+
+/** Time to remove every observer of one key in random order; recorded per whole removal (ns). */
+async function removeAll(observers: number, contenders: readonly Contender[], rounds: number): Promise<void> {
+  const fns = makeObservers(observers, 1);
+  const order = shuffle(fns.map((_, i) => i));
+  await timed(`remove ${observers} observers of one key in random order (total)`, contenders, (c) => {
+    let state: { instance: Instance; handles: unknown[] } | undefined;
+    return {
+      ops: 1,
+      before: () => (state = populate(c, 'removal', fns)),
+      run: () => {
+        const { instance, handles } = state!;
+        for (const i of order) instance.off('removal', fns[i]!, handles[i]);
+      },
+    };
+  }, rounds, 1);
+}
+
+async function settledHeap(): Promise<number> {
+  for (let i = 0; i < 4; i++) {
+    await nextTask();
+    gc!();
+  }
+  return process.memoryUsage().heapUsed;
+}
+
+/** Retained heap per idle observer of one key, its handle included (the closure itself excluded). */
+async function idleHeap(observers: number, rounds: number): Promise<void> {
+  const name = `retained heap per idle observer, handle included (${observers} observers)`;
+  if (FILTER !== undefined && !name.includes(FILTER)) return;
+  const bytes = new Map<Contender, number[]>(ALL.map((c) => [c, []]));
+  for (let round = 0; round < rounds; round++) {
+    progress(`${name}: round ${round + 1}/${rounds}`);
+    for (const c of shuffle(ALL)) {
+      const fns = makeObservers(observers, 1);
+      const handles: unknown[] = new Array(observers).fill(undefined);
+      const before = await settledHeap();
+      const instance = c.create();
+      for (let i = 0; i < observers; i++) handles[i] = instance.on('idle', fns[i]!);
+      const after = await settledHeap();
+      bytes.get(c)!.push((after - before) / observers);
+      if (handles.length !== fns.length || instance === undefined) throw new Error('unreachable');
+    }
+  }
+  results[name] = Object.fromEntries(ALL.map((c) => [c.name, { unit: 'bytes', median: median(bytes.get(c)!), samples: rounds }]));
+}
+
+/** Heap growth after observe/unsubscribe cycles, each on a fresh key. */
+async function cycleGrowth(cycles: number): Promise<void> {
+  const name = `heap growth after ${cycles} observe/unsubscribe cycles on fresh keys`;
+  if (FILTER !== undefined && !name.includes(FILTER)) return;
+  const growth: Record<string, Result> = {};
+  for (const c of shuffle(ALL)) {
+    progress(`${name}: ${c.name}`);
+    const instance = c.create();
+    const fn = makeObservers(1, 1)[0]!;
+    for (let i = 0; i < 10_000; i++) instance.off(`warm/${i}`, fn, instance.on(`warm/${i}`, fn));
+    const before = await settledHeap();
+    for (let i = 0; i < cycles; i++) {
+      const key = `cycle/${i}`;
+      instance.off(key, fn, instance.on(key, fn));
+    }
+    const after = await settledHeap();
+    growth[c.name] = { unit: 'bytes', median: after - before, samples: 1 };
+  }
+  results[name] = growth;
+}
+
+// ---- report ----
+
+interface Target {
+  readonly what: string;
+  readonly target: string;
+  readonly measured: string;
+  readonly met: boolean;
+}
+const targets: Target[] = [];
+
+function get(scenario: string, contender: string): number | undefined {
+  const entry = Object.entries(results).find(([name]) => name.startsWith(scenario));
+  return entry?.[1][contender]?.median;
+}
+
+function target(what: string, scenario: string, check: (heraldValue: number, of: (c: string) => number) => [string, string, boolean]): void {
+  const h = get(scenario, 'herald');
+  if (h === undefined) return;
+  const [wanted, measured, met] = check(h, (c) => get(scenario, c) ?? NaN);
+  targets.push({ what, target: wanted, measured, met });
+}
+
+const x = (n: number): string => `${n.toFixed(2)}×`;
+
+function evaluateTargets(): void {
+  for (const observers of [1000, 10000]) {
+    for (const kinds of ['one', 'eight']) {
+      const scenario = `notify → all callbacks, ${observers} observers, ${kinds}-kind`;
+      target(`fan-out ${observers} (${kinds}-kind) vs floor`, scenario, (h, of) => ['≤ 1.50×', x(h / of('floor')), h / of('floor') <= 1.5]);
+      target(`fan-out ${observers} (${kinds}-kind) vs node:events, eventemitter3`, scenario, (h, of) => [
+        'faster than both', `${x(of('node:events') / h)} / ${x(of('eventemitter3') / h)} faster`, h < of('node:events') && h < of('eventemitter3'),
+      ]);
+    }
+  }
+  target('mixed hub vs Map-of-arrays floor', 'mixed hub', (h, of) => ['≤ 1.30×', x(h / of('floor')), h / of('floor') <= 1.3]);
+  target('notify, one observer, vs floor', 'notify → all callbacks, 1 observers', (h, of) => ['≤ 3.00×', x(h / of('floor')), h / of('floor') <= 3]);
+  target('notify, no observers, vs node:events', 'notify a key with no observers', (h, of) => ['≤ 1.00×', x(h / of('node:events')), h <= of('node:events')]);
+  target('remove 10 000 in random order', 'remove 10000 observers', (h) => ['≤ 2 ms total', `${(h / 1e6).toFixed(2)} ms`, h <= 2e6]);
+  const r10 = get('remove 10000 observers', 'herald');
+  target('remove 100 000 vs 10 000', 'remove 100000 observers', (h) => ['≤ 10× the 10 000 time', r10 === undefined ? 'n/a' : x(h / r10), r10 !== undefined && h <= 10 * r10]);
+  target('churn at 1000 observers vs floor', 'churn at 1000', (h, of) => ['≤ 1.50×', x(h / of('floor')), h / of('floor') <= 1.5]);
+  target('retained heap per idle observer', 'retained heap per idle observer', (h) => ['≤ 128 bytes', `${h.toFixed(0)} bytes`, h <= 128]);
+  target('heap growth after observe/unsubscribe cycles', 'heap growth after', (h) => ['< 1 MB', `${(h / 1024).toFixed(0)} KiB`, h < 1024 * 1024]);
+}
+
+function format(result: Result): string {
+  if (result.unit === 'bytes') return Math.abs(result.median) >= 10_000 ? `${(result.median / 1024).toFixed(0)} KiB` : `${result.median.toFixed(0)} B`;
+  const ns = result.median;
+  return ns >= 1e6 ? `${(ns / 1e6).toFixed(2)} ms` : ns >= 1e3 ? `${(ns / 1e3).toFixed(2)} µs` : `${ns.toFixed(1)} ns`;
+}
+
+function report(): string {
+  const lines: string[] = [];
+  for (const [scenario, byContender] of Object.entries(results)) {
+    lines.push(`\n### ${scenario}\n`);
+    const floorValue = byContender['floor']?.median;
+    const heraldValue = byContender['herald']?.median;
+    lines.push('| contender | median | × floor | × herald |', '|---|---:|---:|---:|');
+    const rows = Object.entries(byContender).sort((a, b) => a[1].median - b[1].median);
+    for (const [name, result] of rows) {
+      const vsFloor = floorValue && floorValue > 0 && result.unit !== 'bytes' ? x(result.median / floorValue) : '';
+      const vsHerald = heraldValue && heraldValue > 0 ? x(result.median / heraldValue) : '';
+      lines.push(`| ${name === 'herald' ? '**herald**' : name} | ${format(result)} | ${vsFloor} | ${vsHerald} |`);
+    }
+  }
+  lines.push('\n### targets\n', '| target | wanted | measured | met |', '|---|---|---|---|');
+  for (const t of targets) lines.push(`| ${t.what} | ${t.target} | ${t.measured} | ${t.met ? 'yes' : '**not met**'} |`);
+  return lines.join('\n');
+}
+
+// ---- main ----
+
+const started = Date.now();
+const R = QUICK ? 3 : 21;
+const slowPeers = [nodeEvents, eventTarget, ...PEERS.filter((p) => p !== nodeEvents && p !== eventTarget)];
+
+await fanout(1, 1, 2000, R);
+await noObservers(R);
+for (const kinds of [1, 8] as const) {
+  await fanout(1000, kinds, QUICK ? 5 : 20, R);
+  await fanout(10_000, kinds, QUICK ? 1 : 4, R);
+}
+await mixedHub(R);
+await churn(QUICK ? 50 : 200, R);
+await removeAll(10_000, QUICK ? [herald, floor] : [herald, floor, ...slowPeers], QUICK ? 3 : 5);
+await removeAll(100_000, [herald, floor], QUICK ? 3 : 7);
+await idleHeap(QUICK ? 20_000 : 100_000, QUICK ? 1 : 3);
+await cycleGrowth(QUICK ? 100_000 : 1_000_000);
+progress('');
+if (QUICK) notes.push('quick run: fewer rounds, removal peers skipped, 100 000 cycles instead of 1 000 000; figures are a smoke test, not a measurement');
+if (!QUICK && results['remove 10000 observers of one key in random order (total)'] !== undefined) {
+  notes.push('remove 100 000: peers not run (each is O(n) per removal: minutes)');
+}
+void emittery;
+
+evaluateTargets();
+const machine = {
+  date: new Date().toISOString(),
+  cpu: os.cpus()[0]?.model ?? 'unknown',
+  cores: os.cpus().length,
+  memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+  node: process.version,
+  platform: `${os.platform()} ${os.arch()}`,
+  quick: QUICK,
+  seconds: Math.round((Date.now() - started) / 1000),
+};
+const table = report();
+console.log(`# herald benchmark — ${machine.date.slice(0, 10)}, ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}${QUICK ? ' (quick)' : ''}`);
+console.log(table);
+for (const note of notes) console.log(`\nnote: ${note}`);
+console.log(`\n(${machine.seconds} s; sink ${readSink() & 0xff})`);
+if (FILTER === undefined) {
+  writeFileSync(new URL(QUICK ? './results.quick.json' : './results.json', import.meta.url), `${JSON.stringify({ machine, results, targets, notes }, null, 2)}\n`);
+}
