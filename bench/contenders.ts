@@ -1,7 +1,7 @@
-import { EventEmitter as NodeEmitter } from 'node:events';
+import { EventEmitter as NodeEmitter, setMaxListeners } from 'node:events';
 import Emittery from 'emittery';
-import EventEmitter3 from 'eventemitter3';
-import mitt from 'mitt';
+import { EventEmitter as EventEmitter3 } from 'eventemitter3';
+import mittModule from 'mitt';
 import { createNanoEvents } from 'nanoevents';
 import { Subject, type Subscription as RxSubscription } from 'rxjs';
 import { EventEmitter as Tseep } from 'tseep';
@@ -30,6 +30,9 @@ export interface Contender {
   readonly floor?: boolean;
   create(): Instance;
 }
+
+// mitt's types describe its CommonJS build; its ESM build, which Node loads here, exports the factory as default.
+const mitt = ((mittModule as unknown as { default?: unknown }).default ?? mittModule) as unknown as typeof mittModule.default;
 
 const change = (key: string, oldValue: number, newValue: number): BenchChange => ({ key, oldValue, newValue });
 
@@ -96,13 +99,14 @@ export const eventTarget: Contender = {
   name: 'EventTarget',
   create() {
     const target = new EventTarget();
+    setMaxListeners(0, target);
     return {
       on(key, fn) {
         const listener = (event: Event): void => fn((event as CustomEvent<BenchChange>).detail);
         target.addEventListener(key, listener);
         return listener;
       },
-      off: (key, _fn, listener) => target.removeEventListener(key, listener as EventListener),
+      off: (key, _fn, listener) => target.removeEventListener(key, listener as (event: Event) => void),
       emit: (key, oldValue, newValue) => void target.dispatchEvent(new CustomEvent(key, { detail: change(key, oldValue, newValue) })),
     };
   },

@@ -1,6 +1,6 @@
 import { ClosedError, InvalidArgumentError, TimeoutError } from '../errors.js';
 import {
-  assertCallback, assertKey, assertNever, assertOptions, assertQueue, assertSignal, freezeMeta,
+  assertCallback, assertKey, assertNever, assertOptions, assertQueue, assertSignal, EMPTY_META, freezeMeta,
   invalidKey, optionalDuration, optionalFunction,
 } from '../internal/assert.js';
 import { Deque } from '../internal/deque.js';
@@ -14,7 +14,7 @@ import type {
 } from '../types.js';
 import { ACTIVE, BUSY, Observer, ObserverExt, PROBED, parseId, type ObserverHost } from './observer.js';
 import { parsePattern, PatternTrie } from './pattern.js';
-import { ObserverList } from './registry.js';
+import { ObserverList, SLOW } from './registry.js';
 import { Scope } from './scope.js';
 
 export const DEFAULT_QUEUE_LIMIT = 1000;
@@ -46,7 +46,8 @@ interface Internal {
  * ```
  */
 export class ObserverManager {
-  readonly #equals: (oldValue: unknown, newValue: unknown) => boolean;
+  /** undefined means Object.is. */
+  readonly #equals: ((oldValue: unknown, newValue: unknown) => boolean) | undefined;
   readonly #onError: (error: unknown, context: ErrorContext) => void;
   readonly #defaultLimit: number;
   readonly #defaultOverflow: OverflowPolicy;
@@ -104,7 +105,7 @@ export class ObserverManager {
     if (callbackTimeoutMs === 0) {
       throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.callbackTimeoutMs', 'a number of milliseconds > 0, or Infinity', 0);
     }
-    this.#equals = equals ?? Object.is;
+    this.#equals = equals === Object.is ? undefined : equals;
     this.#onError = onError ?? defaultOnError;
     this.#defaultLimit = queue?.limit ?? DEFAULT_QUEUE_LIMIT;
     this.#defaultOverflow = queue?.overflow ?? DEFAULT_OVERFLOW;
@@ -159,8 +160,9 @@ export class ObserverManager {
   notify(key: string, oldValue: unknown, newValue: unknown, meta?: Readonly<Record<string, unknown>>): boolean {
     if (this.#closed) throw new ClosedError('cannot `notify`: the hub is closed');
     if (typeof key !== 'string' || key.length === 0) throw invalidKey(key);
-    const frozenMeta = freezeMeta(meta);
-    if (this.#equals(oldValue, newValue)) {
+    const frozenMeta = meta === undefined ? EMPTY_META : freezeMeta(meta);
+    // The default, Object.is, called directly so that the compiler can inline it.
+    if (this.#equals === undefined ? Object.is(oldValue, newValue) : this.#equals(oldValue, newValue)) {
       this.#stats.notificationsSkipped++;
       return false;
     }
@@ -171,22 +173,27 @@ export class ObserverManager {
 
     const change: Change = Object.freeze({ key, oldValue, newValue, meta: frozenMeta, seq, at: Date.now() });
     const merged = this.#patternObservers === 0 ? undefined : this.#snapshotWithPatterns(key, list);
-    let items: Observer[] | undefined;
+    let target: ObserverList | Observer[] | undefined;
     let length = 0;
+    let observers = 0;
     if (merged !== undefined) {
-      items = merged;
-      length = merged.length;
-      this.#stats.fanOut += length;
+      target = merged;
+      length = observers = merged.length;
     } else if (list !== undefined) {
       // The list itself is the snapshot: later additions land past `length`, removals are tombstones.
-      items = list.items;
-      length = items.length;
-      this.#stats.fanOut += list.size;
+      target = list;
+      length = list.items.length;
+      observers = list.size;
+      list.enqueued++;
     }
-    if (channels.notify.hasSubscribers) channels.notify.publish({ hub: this, change, observers: length });
-    if (items === undefined || length === 0) return true;
+    this.#stats.fanOut += observers;
+    if (channels.notify.hasSubscribers) channels.notify.publish({ hub: this, change, observers });
+    if (target === undefined || observers === 0) {
+      if (target === list && list !== undefined) list.finishJob();
+      return true;
+    }
     const t0 = (seq & (LatencyRecorder.SAMPLE_EVERY - 1)) === 0 ? performance.now() : 0;
-    this.#jobs.push(change, items, length, t0);
+    this.#jobs.push(change, target, length, t0);
     if (!this.#scheduled) {
       this.#scheduled = true;
       queueMicrotask(this.#flush);
@@ -291,7 +298,7 @@ export class ObserverManager {
         ageMs: now - observer.bornAt,
         alive: this.#isAlive(observer),
         queued: observer.ext?.queue?.length ?? 0,
-        delivered: observer.delivered,
+        delivered: observer.list.visits(observer) + observer.delivered,
         errors: observer.ext?.errors ?? 0,
         dropped: observer.ext?.dropped ?? 0,
       })),
@@ -444,10 +451,9 @@ export class ObserverManager {
   #release(observer: Observer, reason: CloseReason): boolean {
     if ((observer.state & ACTIVE) === 0) return false;
     observer.state = 0;
-    observer.removedAt = this.#seq;
     observer.callback = NOOP;
     const list = observer.list;
-    list.delete();
+    list.delete(observer);
     if (list.size === 0) {
       if (list.pattern === undefined) {
         if (this.#keys.get(list.name) === list) this.#keys.delete(list.name);
@@ -508,13 +514,14 @@ export class ObserverManager {
     while (this.#jobHead < jobs.length) {
       const i = this.#jobHead;
       const change = jobs[i] as Change;
-      const items = jobs[i + 1] as Observer[];
+      const target = jobs[i + 1] as ObserverList | Observer[];
       const length = jobs[i + 2] as number;
       const t0 = jobs[i + 3] as number;
       jobs[i] = jobs[i + 1] = undefined;
       this.#jobHead = i + 4;
       if (t0 !== 0) this.#latency.record(performance.now() - t0);
-      this.#dispatch(change, items, length);
+      if (target instanceof ObserverList) this.#dispatchList(change, target, length);
+      else this.#dispatchMerged(change, target);
       // A long chain of re-entrant notifies must not grow the job list without end.
       if (this.#jobHead >= 4096 && this.#jobHead * 2 >= jobs.length) {
         jobs.splice(0, this.#jobHead);
@@ -527,58 +534,78 @@ export class ObserverManager {
     this.#settleDrain();
   }
 
-  #dispatch(change: Change, items: Observer[], length: number): void {
+  /**
+   * The hot loop: for an idle observer it reads nothing but its callback from
+   * the dense `fns` array. Anything else (`SLOW`) takes the slow path.
+   */
+  #dispatchList(change: Change, list: ObserverList, length: number): void {
+    const fns = list.fns;
+    const items = list.items;
     let delivered = 0;
     for (let i = 0; i < length; i++) {
-      const observer = items[i]!;
-      if (observer.state !== ACTIVE) {
-        this.#dispatchSlow(observer, change);
+      const fn = fns[i]!;
+      if (fn === SLOW) {
+        this.#dispatchSlow(items[i]!, change, list);
         continue;
       }
-      observer.delivered++;
       delivered++;
       let result: unknown;
       try {
-        result = observer.callback(change);
+        result = fn(change);
       } catch (error) {
-        this.#report(observer, error, change);
+        this.#report(items[i]!, error, change);
         continue;
       }
-      if (result !== undefined && isThenable(result)) this.#await(observer, result, change);
+      if (result !== undefined && isThenable(result)) this.#await(items[i]!, result, change);
     }
     this.#stats.deliveries += delivered;
+    list.finishJob();
   }
 
-  /** Everything but an idle, active, unprobed observer. */
-  #dispatchSlow(observer: Observer, change: Change): void {
+  /** A list's observer that is removed, busy or probed. Counts as a visit: see {@link Observer.delivered}. */
+  #dispatchSlow(observer: Observer, change: Change, list: ObserverList): void {
     const state = observer.state;
     if ((state & ACTIVE) === 0) {
-      // Removed after this change was notified: removal wins, and it is counted.
-      if (observer.removedAt >= change.seq) this.#stats.cancelled++;
+      // Removed after this change was notified (this job is number dispatched + 1): removal wins, and it is counted.
+      if (list.dispatched < observer.leaveMark) {
+        this.#stats.cancelled++;
+        observer.delivered--;
+      }
     } else if ((state & BUSY) !== 0) {
       this.#offer(observer, observer.ext!, change);
-    } else {
-      this.#deliverChecked(observer, change);
+      observer.delivered--;
+    } else if (!this.#deliverChecked(observer, change)) {
+      observer.delivered--;
     }
   }
 
-  /** Delivers after the `isAlive` probe, if any. */
-  #deliverChecked(observer: Observer, change: Change): void {
+  /** A snapshot merged from a key's own observers and its patterns': these were all living at notify time. */
+  #dispatchMerged(change: Change, observers: readonly Observer[]): void {
+    for (const observer of observers) {
+      const state = observer.state;
+      if ((state & ACTIVE) === 0) this.#stats.cancelled++;
+      else if ((state & BUSY) !== 0) this.#offer(observer, observer.ext!, change);
+      else if (this.#deliverChecked(observer, change)) observer.delivered++;
+    }
+  }
+
+  /** Delivers after the `isAlive` probe, if any; returns whether the callback was invoked. */
+  #deliverChecked(observer: Observer, change: Change): boolean {
     if ((observer.state & PROBED) !== 0 && !this.#isAlive(observer)) {
       if (this.#release(observer, 'dead')) this.#stats.deadObserversRemoved++;
       this.#stats.cancelled++;
-      return;
+      return false;
     }
-    observer.delivered++;
     this.#stats.deliveries++;
     let result: unknown;
     try {
       result = observer.callback(change);
     } catch (error) {
       this.#report(observer, error, change);
-      return;
+      return true;
     }
     if (result !== undefined && isThenable(result)) this.#await(observer, result, change);
+    return true;
   }
 
   /** Admits a change to a busy observer's queue, applying its overflow policy when full. */
@@ -632,7 +659,7 @@ export class ObserverManager {
       if (pending.key !== change.key) continue;
       queue.removeAt(i);
       this.#stats.coalesced++;
-      if (this.#equals(pending.oldValue, change.newValue)) {
+      if (this.#equals === undefined ? Object.is(pending.oldValue, change.newValue) : this.#equals(pending.oldValue, change.newValue)) {
         this.#stats.coalesced++;
         this.#stats.queued--;
       } else {
@@ -646,6 +673,7 @@ export class ObserverManager {
   #await(observer: Observer, promise: PromiseLike<unknown>, change: Change): void {
     const ext = (observer.ext ??= new ObserverExt(this.#defaultLimit, this.#defaultOverflow));
     observer.state |= BUSY;
+    observer.list.refresh(observer);
     const token = ++ext.token;
     ext.current = change;
     if (!ext.pull) {
@@ -688,6 +716,7 @@ export class ObserverManager {
     if ((observer.state & ACTIVE) !== 0) {
       observer.state &= ~BUSY;
       this.#pump(observer, ext);
+      if ((observer.state & BUSY) === 0) observer.list.refresh(observer);
     }
     this.#settleDrain();
   }
@@ -699,7 +728,7 @@ export class ObserverManager {
     while (queue.length > 0 && (observer.state & (ACTIVE | BUSY)) === ACTIVE) {
       const change = queue.shift()!;
       this.#stats.queued--;
-      this.#deliverChecked(observer, change);
+      if (this.#deliverChecked(observer, change)) observer.delivered++;
     }
   }
 

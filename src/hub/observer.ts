@@ -49,18 +49,24 @@ export class ObserverExt {
  * within a hundred-odd bytes. @internal
  */
 export class Observer implements Subscription {
-  // The three fields the delivery loop reads come first, so that they share a cache line.
   callback: ObserverCallback;
   state: number;
+  /**
+   * Deliveries not seen by the list's job count: +1 for each delivery from
+   * its queue or a pattern snapshot, -1 for each job of its list that did not
+   * deliver to it. See {@link ObserverList.visits}.
+   */
   delivered = 0;
   /** The list this observer lives in: its key's, or its pattern's. */
   list: ObserverList;
   /** Registration number, unique in the hub and increasing: the order of delivery within one change. */
   readonly n: number;
-  /** Position in `list.items`. */
+  /** Position in `list.items` and `list.fns`. */
   index = 0;
-  /** The hub's `seq` when the observer was removed: changes up to it never included it. */
-  removedAt = 0;
+  /** `list.enqueued` when it joined: jobs up to this one never included it. */
+  joinMark = 0;
+  /** `list.enqueued` when it left: jobs after this one never included it. */
+  leaveMark = 0;
   /** Milliseconds after the hub's start at registration. */
   readonly bornAt: number;
   ext: ObserverExt | undefined;

@@ -1,3 +1,4 @@
+import type { ObserverCallback } from '../types.js';
 import { ACTIVE, type Observer, type ObserverHost } from './observer.js';
 import type { PatternNode } from './pattern.js';
 
@@ -5,12 +6,21 @@ import type { PatternNode } from './pattern.js';
 const MIN_COMPACT_HOLES = 32;
 
 /**
- * The observers of one key (or one pattern) in registration order.
+ * Stands in `fns` for an observer that needs more than a plain call: removed,
+ * busy with a returned promise, or probed by `isAlive`. @internal
+ */
+export const SLOW: ObserverCallback = () => {};
+
+/**
+ * The observers of one key (or one pattern) in registration order, with
+ * their callbacks in a parallel dense array that is all the delivery loop
+ * reads for an idle observer.
  *
- * Removal is O(1): the observer stays in `items` as a tombstone (its state
- * no longer ACTIVE) and the array is rebuilt once tombstones outnumber the
- * living. It is rebuilt as a *new* array, never in place, so a snapshot taken
- * by `notify` (an array and its length then) stays valid while queued.
+ * Removal is O(1): the observer stays as a tombstone (`SLOW` in `fns`, state
+ * no longer ACTIVE) and both arrays are compacted in place once tombstones
+ * reach a quarter of the living — but never while a dispatch job of this list
+ * is pending, so a job can hold the list and its length at notify time as its
+ * snapshot: later additions land past that length, removals are tombstones.
  * @internal
  */
 export class ObserverList {
@@ -19,8 +29,13 @@ export class ObserverList {
   /** Set for a pattern's list: the trie node that holds it. */
   readonly pattern: PatternNode | undefined;
   items: Observer[] = [];
+  fns: ObserverCallback[] = [];
   /** Living observers. */
   size = 0;
+  /** Dispatch jobs of this list queued so far, and finished so far. */
+  enqueued = 0;
+  dispatched = 0;
+  #compactWhenIdle = false;
 
   constructor(name: string, host: ObserverHost, pattern?: PatternNode) {
     this.name = name;
@@ -30,15 +45,40 @@ export class ObserverList {
 
   add(observer: Observer): void {
     observer.index = this.items.length;
+    observer.joinMark = this.enqueued;
     this.items.push(observer);
+    this.fns.push(observer.state === ACTIVE ? observer.callback : SLOW);
     this.size++;
   }
 
   /** Call after the observer's state has lost ACTIVE. */
-  delete(): void {
+  delete(observer: Observer): void {
+    this.fns[observer.index] = SLOW;
+    observer.leaveMark = this.enqueued;
     this.size--;
     const holes = this.items.length - this.size;
-    if (holes >= MIN_COMPACT_HOLES && holes > this.size) this.#compact();
+    // A quarter of tombstones at most: the delivery loop visits them too. Still O(1) amortised per removal.
+    if (holes >= MIN_COMPACT_HOLES && holes * 4 > this.size) {
+      if (this.enqueued === this.dispatched) this.#compact();
+      else this.#compactWhenIdle = true;
+    }
+  }
+
+  /** Points the observer's slot at its callback when it may take the fast path, at `SLOW` otherwise. */
+  refresh(observer: Observer): void {
+    this.fns[observer.index] = observer.state === ACTIVE ? observer.callback : SLOW;
+  }
+
+  /** Marks the end of one dispatch job of this list. */
+  finishJob(): void {
+    this.dispatched++;
+    if (this.#compactWhenIdle && this.enqueued === this.dispatched) this.#compact();
+  }
+
+  /** Jobs of this list that included `observer` and have been dispatched. */
+  visits(observer: Observer): number {
+    const last = (observer.state & ACTIVE) !== 0 ? this.dispatched : Math.min(this.dispatched, observer.leaveMark);
+    return Math.max(0, last - observer.joinMark);
   }
 
   /** The living observer with registration number `n`, found by binary search (items are sorted by `n`). */
@@ -61,9 +101,22 @@ export class ObserverList {
     return this.items.filter((observer) => (observer.state & ACTIVE) !== 0);
   }
 
+  /** In place: it runs only while no job of this list is pending, so nothing else holds these arrays. */
   #compact(): void {
-    const next = this.living();
-    for (let i = 0; i < next.length; i++) next[i]!.index = i;
-    this.items = next;
+    this.#compactWhenIdle = false;
+    const { items, fns } = this;
+    let kept = 0;
+    for (let i = 0; i < items.length; i++) {
+      const observer = items[i]!;
+      if ((observer.state & ACTIVE) === 0) continue;
+      if (i !== kept) {
+        items[kept] = observer;
+        fns[kept] = fns[i]!;
+        observer.index = kept;
+      }
+      kept++;
+    }
+    items.length = kept;
+    fns.length = kept;
   }
 }

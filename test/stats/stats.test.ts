@@ -59,6 +59,7 @@ test('inspect() - shows each observer with label, age, liveness and its own coun
   assert.equal(view.observerCount, 3);
   assert.deepEqual(view.observers.map((o) => o.id), [slow.id, failing.id, pattern.id]);
   const [s, f, p] = view.observers;
+  assert.equal(p!.delivered, 4);
   assert.deepEqual({ label: s!.label, delivered: s!.delivered, queued: s!.queued, dropped: s!.dropped, alive: s!.alive }, { label: 'slow', delivered: 1, queued: 1, dropped: 2, alive: true });
   assert.deepEqual({ label: f!.label, delivered: f!.delivered, errors: f!.errors }, { label: 'failing', delivered: 4, errors: 4 });
   assert.equal(p!.pattern, 'i/*');
@@ -89,4 +90,31 @@ test('diagnostics - publishes notify, observer and error events to subscribers o
   assert.equal(notify.change.key, 'd/k');
   assert.equal(notify.observers, 1);
   assert.equal((mine[4]![1] as { reason: string }).reason, 'unsubscribed');
+});
+
+test('inspect() - counts each observer\'s deliveries on every path: plain, queued, probed and removed neighbours', async (t) => {
+  const hub = createHub(t);
+  let release!: () => void;
+  let gate = new Promise<void>((resolve) => (release = resolve));
+  const plain = hub.observe('d/k', () => {});
+  const late = hub.observe('d/k', () => {}, { label: 'late' });
+  hub.observe('d/k', () => gate, { label: 'slow' });
+  hub.observe('d/k', () => {}, { isAlive: () => true, label: 'probed' });
+  hub.notify('d/k', 0, 1);
+  late.unsubscribe(); // before delivery: cancelled, not delivered
+  hub.notify('d/k', 1, 2);
+  hub.notify('d/k', 2, 3); // the slow one has 1 in flight and 2 queued
+  await Promise.resolve();
+  const during = Object.fromEntries(hub.inspect('d/k').observers.map((o) => [o.label ?? o.id, o.delivered]));
+  assert.deepEqual(during, { [plain.id]: 3, slow: 1, probed: 3 });
+  release();
+  gate = Promise.resolve();
+  await hub.drain();
+  hub.notify('d/k', 3, 4);
+  await hub.drain();
+  const after = Object.fromEntries(hub.inspect('d/k').observers.map((o) => [o.label ?? o.id, o.delivered]));
+  assert.deepEqual(after, { [plain.id]: 4, slow: 4, probed: 4 });
+  const stats = hub.getStats();
+  assert.equal(stats.deliveries, 12);
+  assert.equal(stats.cancelled, 1);
 });
