@@ -84,7 +84,7 @@ export class PatternTrie {
       if (segment === '*') {
         node = node.star ??= new PatternNode(node, '*');
       } else {
-        const children = (node.children ??= new Map());
+        const children = (node.children ??= new Map<string, PatternNode>());
         let child = children.get(segment);
         if (child === undefined) children.set(segment, (child = new PatternNode(node, segment)));
         node = child;

@@ -52,15 +52,15 @@ export class Scope implements Disposable {
   #track(register: (options: ObserveOptions) => Subscription, options: ObserveOptions | undefined): Subscription {
     if (this.#disposed) throw new ClosedError('cannot `observe`: the scope is disposed');
     const userOnClose = options?.onClose;
-    let sub: Subscription | undefined;
-    let closedEarly = false;
+    // onClose may run inside register() (an already aborted signal), before `sub` exists.
+    const registered: { sub: Subscription | undefined; closed: boolean } = { sub: undefined, closed: false };
     const onClose = (reason: CloseReason): void => {
-      if (sub === undefined) closedEarly = true;
-      else this.#subs.delete(sub);
+      registered.closed = true;
+      if (registered.sub !== undefined) this.#subs.delete(registered.sub);
       userOnClose?.(reason);
     };
-    sub = register({ ...options, onClose });
-    if (!closedEarly) this.#subs.add(sub);
+    const sub = (registered.sub = register({ ...options, onClose }));
+    if (!registered.closed) this.#subs.add(sub);
     return sub;
   }
 }

@@ -233,7 +233,7 @@ export function hubSuite(options: HubSuiteOptions): void {
         assert.equal(hub.getStats().cancelled, 3);
       });
 
-      it('Symbol.dispose - `using` removes the observer at the end of the block', async (t) => {
+      it('Symbol.dispose - `using` removes the observer at the end of the block', (t) => {
         const hub = make(t);
         const key = uniqueKey();
         {
@@ -682,6 +682,16 @@ export function hubSuite(options: HubSuiteOptions): void {
         assert.equal(outside.active, true);
         assert.equal(hub.observerCount(), 1);
         assert.throws(() => scope.observe(key, () => {}), { code: 'HERALD_CLOSED' });
+      });
+
+      it('scope() - an observer whose signal is already aborted is neither registered nor kept', (t) => {
+        const hub = make(t);
+        const scope = hub.scope();
+        const reasons: CloseReason[] = [];
+        const sub = scope.observe(uniqueKey(), () => {}, { signal: AbortSignal.abort(), onClose: (r) => void reasons.push(r) });
+        assert.equal(sub.active, false);
+        assert.equal(scope.size, 0);
+        assert.deepEqual(reasons, ['aborted']);
       });
 
       it('drain() - resolves at once when idle, and after async callbacks have settled otherwise', async (t) => {
