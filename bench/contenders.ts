@@ -82,16 +82,27 @@ export const floor: Contender = {
   },
 };
 
+/** The emitters whose `on`, `off` and `emit` take the key, the callback and the payload as they are. */
+interface PlainEmitter {
+  on(key: string, fn: Fn): unknown;
+  off(key: string, fn: Fn): unknown;
+  emit(key: string, payload: BenchChange): unknown;
+}
+
+function plain(emitter: PlainEmitter): Instance {
+  return {
+    on: (key, fn) => emitter.on(key, fn),
+    off: (key, fn) => void emitter.off(key, fn),
+    emit: (key, oldValue, newValue) => void emitter.emit(key, change(key, oldValue, newValue)),
+  };
+}
+
 export const nodeEvents: Contender = {
   name: 'node:events',
   create() {
     const emitter = new NodeEmitter();
     emitter.setMaxListeners(0);
-    return {
-      on: (key, fn) => emitter.on(key, fn),
-      off: (key, fn) => void emitter.off(key, fn),
-      emit: (key, oldValue, newValue) => void emitter.emit(key, change(key, oldValue, newValue)),
-    };
+    return plain(emitter);
   },
 };
 
@@ -114,14 +125,7 @@ export const eventTarget: Contender = {
 
 export const eventemitter3: Contender = {
   name: 'eventemitter3',
-  create() {
-    const emitter = new EventEmitter3();
-    return {
-      on: (key, fn) => emitter.on(key, fn),
-      off: (key, fn) => void emitter.off(key, fn),
-      emit: (key, oldValue, newValue) => void emitter.emit(key, change(key, oldValue, newValue)),
-    };
-  },
+  create: () => plain(new EventEmitter3()),
 };
 
 export const tseep: Contender = {
@@ -129,24 +133,13 @@ export const tseep: Contender = {
   create() {
     const emitter = new Tseep<Record<string, Fn>>();
     emitter.setMaxListeners(Infinity);
-    return {
-      on: (key, fn) => emitter.on(key, fn),
-      off: (key, fn) => void emitter.off(key, fn),
-      emit: (key, oldValue, newValue) => void emitter.emit(key, change(key, oldValue, newValue)),
-    };
+    return plain(emitter);
   },
 };
 
 export const mittContender: Contender = {
   name: 'mitt',
-  create() {
-    const emitter = mitt<Record<string, BenchChange>>();
-    return {
-      on: (key, fn) => emitter.on(key, fn),
-      off: (key, fn) => emitter.off(key, fn),
-      emit: (key, oldValue, newValue) => emitter.emit(key, change(key, oldValue, newValue)),
-    };
-  },
+  create: () => plain(mitt<Record<string, BenchChange>>()),
 };
 
 export const nanoevents: Contender = {

@@ -65,7 +65,7 @@ export class ObserverManager {
   #closed = false;
   #closing: Promise<void> | undefined;
 
-  /** Queued dispatch jobs, flat: change, observers, snapshot length, sample start (or 0). */
+  /** Queued dispatch jobs, flat: change, target (a key's list, or a snapshot merged with patterns), snapshot length, sample start (or 0). */
   #jobs: unknown[] = [];
   #jobHead = 0;
   #scheduled = false;
@@ -111,7 +111,12 @@ export class ObserverManager {
     this.#defaultOverflow = queue?.overflow ?? DEFAULT_OVERFLOW;
     this.#timeoutMs = callbackTimeoutMs ?? DEFAULT_CALLBACK_TIMEOUT_MS;
     const interval = sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
-    if (interval > 0) this.#sweepTimer = setInterval(() => this.sweep(), interval).unref();
+    if (interval > 0) {
+      // Held weakly, so that a hub dropped without close() is not kept alive by its own timer.
+      const hub = new WeakRef(this);
+      const timer = setInterval(() => (hub.deref()?.sweep() ?? clearInterval(timer)), interval).unref();
+      this.#sweepTimer = timer;
+    }
   }
 
   /** `true` once `close()` has been called. */
@@ -188,10 +193,8 @@ export class ObserverManager {
     }
     this.#stats.fanOut += observers;
     if (channels.notify.hasSubscribers) channels.notify.publish({ hub: this, change, observers });
-    if (target === undefined || observers === 0) {
-      if (target === list && list !== undefined) list.finishJob();
-      return true;
-    }
+    // A key's list in the map always has a living observer, and a merged snapshot exists only when a pattern matched.
+    if (target === undefined) return true;
     const t0 = (seq & (LatencyRecorder.SAMPLE_EVERY - 1)) === 0 ? performance.now() : 0;
     this.#jobs.push(change, target, length, t0);
     if (!this.#scheduled) {
@@ -738,6 +741,7 @@ export class ObserverManager {
     for (const observer of this.#inFlight) {
       const ext = observer.ext!;
       if (ext.deadline > now) {
+        clearTimeout(this.#timeoutTimer); // a pump in this loop may have armed one for a later deadline
         this.#timeoutTimer = setTimeout(this.#expire, Math.ceil(ext.deadline - now));
         return;
       }

@@ -99,3 +99,14 @@ test('observe() - 10 000 observers on one key sharing one signal raise no proces
   assert.equal(hub.observerCount('crowded'), 10_000);
   assert.deepEqual(warnings.map((w) => `${w.name}: ${w.message}`), []);
 });
+
+test('sweep - a hub dropped without close() is not kept alive by its sweep timer', { skip: gc === undefined && NO_GC }, async () => {
+  let collected = false;
+  const registry = new FinalizationRegistry(() => (collected = true));
+  (() => {
+    const hub = new ObserverManager({ sweepIntervalMs: 1000 });
+    hub.observe('dropped', () => {}, { isAlive: () => true });
+    registry.register(hub, 'hub');
+  })();
+  assert.ok(await collectUntil(() => collected), 'the hub was garbage-collected');
+});
