@@ -14,17 +14,18 @@ class WatchState<T> {
   held: Change<T> | undefined = undefined;
   /** Tells the hub the held change was taken, so it may hand over the next one. */
   release: (() => void) | undefined = undefined;
-  /** A `next()` waiting for a change. */
-  waiter: ((result: IteratorResult<Change<T>>) => void) | undefined = undefined;
+  /** `next()` calls waiting for a change, oldest first (the protocol allows several at once). */
+  waiters: ((result: IteratorResult<Change<T>>) => void)[] = [];
 
   finish(): void {
     this.done = true;
     this.held = undefined;
     const release = this.release;
-    const waiter = this.waiter;
-    this.release = this.waiter = undefined;
+    const waiters = this.waiters;
+    this.release = undefined;
+    this.waiters = [];
     release?.();
-    waiter?.({ done: true, value: undefined });
+    for (const waiter of waiters) waiter({ done: true, value: undefined });
   }
 }
 
@@ -51,10 +52,7 @@ class WatchIterator<T> implements AsyncIterableIterator<Change<T>> {
       return Promise.resolve({ done: false, value });
     }
     if (state.done) return Promise.resolve({ done: true, value: undefined });
-    if (state.waiter !== undefined) {
-      return Promise.reject(new TypeError('watch(): next() was called again before the previous call settled'));
-    }
-    return new Promise((resolve) => (state.waiter = resolve));
+    return new Promise((resolve) => void state.waiters.push(resolve));
   }
 
   return(): Promise<IteratorResult<Change<T>>> {
@@ -74,9 +72,8 @@ export function createWatch<T>(register: Register, options: WatchOptions | undef
   const state = new WatchState<T>();
   const iterator = new WatchIterator<T>(state);
   const callback = (change: Change): Promise<void> | undefined => {
-    if (state.waiter !== undefined) {
-      const waiter = state.waiter;
-      state.waiter = undefined;
+    const waiter = state.waiters.shift();
+    if (waiter !== undefined) {
       waiter({ done: false, value: change as Change<T> });
       return undefined;
     }

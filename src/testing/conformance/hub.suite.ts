@@ -584,6 +584,20 @@ export function hubSuite(options: HubSuiteOptions): void {
         assert.equal(hub.observerCount(key), 0);
       });
 
+      it('watch() - next() calls made at once are answered in order', async (t) => {
+        const hub = make(t);
+        const key = uniqueKey();
+        const iterator = hub.watch<number>(key);
+        const first = iterator.next();
+        const second = iterator.next();
+        hub.notify(key, 0, 1);
+        hub.notify(key, 1, 2);
+        assert.deepEqual([(await first).value?.newValue, (await second).value?.newValue], [1, 2]);
+        const third = iterator.next();
+        await iterator.return!();
+        assert.deepEqual(await third, { done: true, value: undefined });
+      });
+
       it('watch() - aborting the signal ends the iteration and removes its observer', async (t) => {
         const hub = make(t);
         const key = uniqueKey();
