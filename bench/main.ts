@@ -326,7 +326,7 @@ await mixedHub(R);
 await churn(QUICK ? 50 : 200, R);
 await removeAll(10_000, QUICK ? [herald, floor] : [herald, floor, ...slowPeers], QUICK ? 3 : 7);
 await removeAll(100_000, [herald, floor], QUICK ? 3 : 7);
-await idleHeap(20_000, QUICK ? 1 : 3);
+await idleHeap(QUICK ? 20_000 : 50_000, QUICK ? 1 : 3);
 await cycleGrowth(QUICK ? 100_000 : 1_000_000, QUICK ? 20_000 : 200_000);
 progress('');
 if (QUICK) notes.push('quick run: fewer rounds, removal peers skipped, 100 000 cycles instead of 1 000 000; figures are a smoke test, not a measurement');

@@ -22,8 +22,6 @@ export const DEFAULT_OVERFLOW: OverflowPolicy = 'drop-oldest';
 export const DEFAULT_SWEEP_INTERVAL_MS = 30_000;
 export const DEFAULT_CALLBACK_TIMEOUT_MS = 30_000;
 
-const NOOP = (): void => {};
-
 /** Internal registration flags that the public options cannot express. */
 interface Internal {
   readonly pull?: boolean;
@@ -371,16 +369,16 @@ export class ObserverManager {
   }
 
   #register(list: ObserverList, callback: ObserverCallback, options: ObserveOptions | undefined, internal?: Internal): Observer {
-    const ext = options === undefined && internal === undefined ? undefined : this.#makeExt(options, internal);
+    const ext = options === undefined && internal === undefined ? undefined : this.#makeExt(callback, options, internal);
     const state = ext?.isAlive === undefined ? ACTIVE : ACTIVE | PROBED;
-    const observer = new Observer(list, callback, ++this.#nextObserver, state, Date.now() - this.#startedAt, ext);
+    const observer = new Observer(list, ++this.#nextObserver, state, Date.now() - this.#startedAt, ext);
     if (options?.signal?.aborted === true) {
       observer.state = 0;
-      observer.callback = NOOP;
       callOnClose(observer, 'aborted');
+      if (ext !== undefined) ext.callback = undefined;
       return observer;
     }
-    list.add(observer);
+    list.add(observer, callback);
     this.#stats.observersAdded++;
     if (ext !== undefined) this.#attachLifecycle(observer, ext, options);
     if (channels.observer.hasSubscribers) {
@@ -389,8 +387,8 @@ export class ObserverManager {
     return observer;
   }
 
-  #makeExt(options: ObserveOptions | undefined, internal: Internal | undefined): ObserverExt {
-    const ext = new ObserverExt(options?.queue?.limit ?? this.#defaultLimit, options?.queue?.overflow ?? this.#defaultOverflow);
+  #makeExt(callback: ObserverCallback, options: ObserveOptions | undefined, internal: Internal | undefined): ObserverExt {
+    const ext = new ObserverExt(callback, options?.queue?.limit ?? this.#defaultLimit, options?.queue?.overflow ?? this.#defaultOverflow);
     if (options !== undefined) {
       ext.label = options.label;
       ext.onClose = options.onClose;
@@ -454,9 +452,8 @@ export class ObserverManager {
   #release(observer: Observer, reason: CloseReason): boolean {
     if ((observer.state & ACTIVE) === 0) return false;
     observer.state = 0;
-    observer.callback = NOOP;
     const list = observer.list;
-    list.delete(observer);
+    list.delete(observer); // its slot becomes SLOW: the callback is no longer held there
     if (list.size === 0) {
       if (list.pattern === undefined) {
         if (this.#keys.get(list.name) === list) this.#keys.delete(list.name);
@@ -472,6 +469,7 @@ export class ObserverManager {
       channels.observer.publish({ hub: this, event: 'removed', id: observer.id, key: list.name, reason });
     }
     if (ext?.onClose !== undefined) callOnClose(observer, reason);
+    if (ext !== undefined) ext.callback = undefined;
     return true;
   }
 
@@ -602,7 +600,7 @@ export class ObserverManager {
     this.#stats.deliveries++;
     let result: unknown;
     try {
-      result = observer.callback(change);
+      result = observer.list.callbackOf(observer)(change);
     } catch (error) {
       this.#report(observer, error, change);
       return true;
@@ -674,7 +672,7 @@ export class ObserverManager {
   }
 
   #await(observer: Observer, promise: PromiseLike<unknown>, change: Change): void {
-    const ext = (observer.ext ??= new ObserverExt(this.#defaultLimit, this.#defaultOverflow));
+    const ext = this.#extOf(observer);
     observer.state |= BUSY;
     observer.list.refresh(observer);
     const token = ++ext.token;
@@ -755,7 +753,7 @@ export class ObserverManager {
 
   #report(observer: Observer, error: unknown, change: Change): void {
     this.#stats.deliveryErrors++;
-    const ext = (observer.ext ??= new ObserverExt(this.#defaultLimit, this.#defaultOverflow));
+    const ext = this.#extOf(observer);
     ext.errors++;
     const context: ErrorContext = { key: change.key, observerId: observer.id, change };
     if (channels.error.hasSubscribers) channels.error.publish({ hub: this, error, context });
@@ -767,6 +765,11 @@ export class ObserverManager {
   }
 
   // ---- small helpers ----
+
+  /** The observer's ext, made on first need (the observer is active: its callback is still in its slot). */
+  #extOf(observer: Observer): ObserverExt {
+    return (observer.ext ??= new ObserverExt(observer.list.callbackOf(observer), this.#defaultLimit, this.#defaultOverflow));
+  }
 
   #isAlive(observer: Observer): boolean {
     const ext = observer.ext;

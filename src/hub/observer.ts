@@ -19,6 +19,8 @@ export interface ObserverHost {
  * first use so that a plain idle observer stays small. @internal
  */
 export class ObserverExt {
+  /** The callback of an observer that has an ext (its `fns` slot holds it too, while it takes the fast path). */
+  callback: ObserverCallback | undefined;
   label: string | undefined = undefined;
   limit: number;
   overflow: OverflowPolicy;
@@ -37,7 +39,8 @@ export class ObserverExt {
   /** The change whose returned promise is in flight, for the timeout report. */
   current: Change | undefined = undefined;
 
-  constructor(limit: number, overflow: OverflowPolicy) {
+  constructor(callback: ObserverCallback, limit: number, overflow: OverflowPolicy) {
+    this.callback = callback;
     this.limit = limit;
     this.overflow = overflow;
   }
@@ -49,7 +52,9 @@ export class ObserverExt {
  * within a hundred-odd bytes. @internal
  */
 export class Observer implements Subscription {
-  callback: ObserverCallback;
+  // The callback is not kept here: it lives in `list.fns` while the observer
+  // takes the fast path, and in `ext.callback` for an observer with an ext.
+  // One copy fewer is 8 bytes less per observer.
   state: number;
   /**
    * Deliveries not seen by the list's job count: +1 for each delivery from
@@ -71,8 +76,7 @@ export class Observer implements Subscription {
   readonly bornAt: number;
   ext: ObserverExt | undefined;
 
-  constructor(list: ObserverList, callback: ObserverCallback, n: number, state: number, bornAt: number, ext: ObserverExt | undefined) {
-    this.callback = callback;
+  constructor(list: ObserverList, n: number, state: number, bornAt: number, ext: ObserverExt | undefined) {
     this.state = state;
     this.list = list;
     this.n = n;

@@ -43,12 +43,17 @@ export class ObserverList {
     this.pattern = pattern;
   }
 
-  add(observer: Observer): void {
+  add(observer: Observer, callback: ObserverCallback): void {
     observer.index = this.items.length;
     observer.joinMark = this.enqueued;
     this.items.push(observer);
-    this.fns.push(observer.state === ACTIVE ? observer.callback : SLOW);
+    this.fns.push(observer.state === ACTIVE ? callback : SLOW);
     this.size++;
+  }
+
+  /** The observer's callback, wherever it is kept. */
+  callbackOf(observer: Observer): ObserverCallback {
+    return observer.ext?.callback ?? this.fns[observer.index]!;
   }
 
   /** Call after the observer's state has lost ACTIVE. */
@@ -64,9 +69,9 @@ export class ObserverList {
     }
   }
 
-  /** Points the observer's slot at its callback when it may take the fast path, at `SLOW` otherwise. */
+  /** Points the slot of an observer with an ext at its callback when it may take the fast path, at `SLOW` otherwise. */
   refresh(observer: Observer): void {
-    this.fns[observer.index] = observer.state === ACTIVE ? observer.callback : SLOW;
+    this.fns[observer.index] = observer.state === ACTIVE ? observer.ext!.callback! : SLOW;
   }
 
   /** Marks the end of one dispatch job of this list. */
