@@ -302,7 +302,8 @@ function report(): string {
     const rows = Object.entries(byContender).sort((a, b) => a[1].median - b[1].median);
     for (const [name, result] of rows) {
       const vsFloor = floorValue && floorValue > 0 && result.unit !== 'bytes' ? x(result.median / floorValue) : '';
-      const vsHerald = heraldValue && heraldValue > 0 ? x(result.median / heraldValue) : '';
+      // A ratio to a figure near zero (herald's heap growth) says nothing.
+      const vsHerald = heraldValue !== undefined && heraldValue >= (result.unit === 'bytes' ? 1 : Number.MIN_VALUE) ? x(result.median / heraldValue) : '';
       lines.push(`| ${name === 'herald' ? '**herald**' : name} | ${format(result)} | ${vsFloor} | ${vsHerald} |`);
     }
   }
