@@ -240,6 +240,36 @@ async function cycleGrowth(cycles: number, peerCycles: number): Promise<void> {
   results[name] = growth;
 }
 
+/**
+ * What every accepted change costs before any observer is called: the clock
+ * read for `at` and the freeze. Measured here so that the README's account
+ * of herald's fixed cost per notify is reproducible.
+ */
+function fixedCosts(rounds: number): void {
+  const name = 'fixed costs of one change (ns each, not contenders)';
+  if (FILTER !== undefined && !name.includes(FILTER)) return;
+  progress(name);
+  const meta = Object.freeze({});
+  const n = 200_000;
+  let keep: unknown;
+  const parts: Record<string, () => void> = {
+    'change object literal': () => { for (let i = 0; i < n; i++) keep = { key: 'k', oldValue: i, newValue: i + 1, meta, seq: i, at: 0 }; },
+    'Object.freeze(change literal)': () => { for (let i = 0; i < n; i++) keep = Object.freeze({ key: 'k', oldValue: i, newValue: i + 1, meta, seq: i, at: 0 }); },
+    'Date.now()': () => { for (let i = 0; i < n; i++) keep = Date.now(); },
+    'empty loop': () => { for (let i = 0; i < n; i++) keep = i; },
+  };
+  const times = new Map<string, number[]>(Object.keys(parts).map((k) => [k, []]));
+  for (let round = -2; round < rounds; round++) {
+    for (const part of shuffle(Object.keys(parts))) {
+      const t0 = process.hrtime.bigint();
+      parts[part]!();
+      if (round >= 0) times.get(part)!.push(Number(process.hrtime.bigint() - t0) / n);
+    }
+  }
+  if (keep === Symbol.for('never')) throw new Error('unreachable');
+  results[name] = Object.fromEntries([...times].map(([part, t]) => [part, { unit: 'ns/op', median: median(t), samples: rounds }]));
+}
+
 // ---- report ----
 
 interface Target {
@@ -317,6 +347,7 @@ function report(): string {
 const R = QUICK ? 3 : 21;
 const slowPeers = [nodeEvents, eventTarget, ...PEERS.filter((p) => p !== nodeEvents && p !== eventTarget)];
 
+fixedCosts(QUICK ? 3 : 15);
 await fanout(1, 1, 2000, R);
 await noObservers(R);
 for (const kinds of [1, 8] as const) {
