@@ -7,7 +7,13 @@ export type HeraldErrorCode =
   | 'HERALD_INVALID_ARGUMENT'
   | 'HERALD_CLOSED'
   | 'HERALD_TIMEOUT'
-  | 'HERALD_SETTLED';
+  | 'HERALD_SETTLED'
+  | 'HERALD_NO_SESSION'
+  | 'HERALD_NO_VARIABLE'
+  | 'HERALD_SESSION_EXISTS'
+  | 'HERALD_INVALID_VALUE'
+  | 'HERALD_UNSERIALIZABLE'
+  | 'HERALD_STORE';
 
 /**
  * Every error herald throws or reports. `code` is stable and meant for
@@ -35,6 +41,16 @@ export class InvalidArgumentError extends HeraldError {
 export class ClosedError extends HeraldError {
   constructor(message: string) {
     super('HERALD_CLOSED', message);
+  }
+}
+
+/** A value a variable's schema rejected; `issues` are the validator's own. Nothing was written. */
+export class InvalidValueError extends HeraldError {
+  readonly issues: readonly unknown[];
+
+  constructor(message: string, issues: readonly unknown[]) {
+    super('HERALD_INVALID_VALUE', message);
+    this.issues = issues;
   }
 }
 

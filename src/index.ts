@@ -14,7 +14,14 @@
 export { ObserverManager, DEFAULT_CALLBACK_TIMEOUT_MS, DEFAULT_OVERFLOW, DEFAULT_QUEUE_LIMIT, DEFAULT_SWEEP_INTERVAL_MS } from './hub/observer-manager.js';
 export { Scope } from './hub/scope.js';
 export { PendingNotifications } from './delivery/pending.js';
-export { ClosedError, HeraldError, InvalidArgumentError, TimeoutError, type HeraldErrorCode } from './errors.js';
+export { ClosedError, HeraldError, InvalidArgumentError, InvalidValueError, TimeoutError, type HeraldErrorCode } from './errors.js';
+export { SessionStore } from './store/session-store.js';
+export {
+  sessionPattern, variableKey, type CreateSessionOptions, type SessionInfo, type SessionStoreLike, type SetResult,
+  type StoreOptions, type StoreWatchOptions, type TransactionContext, type VariableDefinition, type VariableEntry,
+} from './store/store.js';
+export type { JsonValue } from './store/json.js';
+export type { StandardSchemaV1 } from './store/standard-schema.js';
 export { channels as diagnosticsChannels } from './stats/diagnostics.js';
 export type {
   Change, CloseReason, ErrorContext, HubOptions, Inspection, LatencyStats, Meta, ObserveOptions,

@@ -15,4 +15,5 @@ export { nextChange, type NextChangeOptions } from './testing/next-change.js';
 export { collect, type Collector } from './testing/collect.js';
 export { expectNoChange } from './testing/expect-no-change.js';
 export { hubSuite, type ConformingHub, type HubSuiteOptions } from './testing/conformance/hub.suite.js';
+export { storeSuite, type StoreSuiteOptions } from './testing/conformance/store.suite.js';
 export type { HubLike } from './testing/hub-like.js';

@@ -1,9 +1,10 @@
 import { ClosedError, InvalidArgumentError, TimeoutError } from '../errors.js';
 import {
-  assertCallback, assertKey, assertNever, assertOptions, assertQueue, assertSignal, EMPTY_META, freezeMeta,
+  assertCallback, assertKey, assertNever, assertOptions, assertQueue, assertSignal, CLOSE_REASONS, EMPTY_META, freezeMeta,
   invalidKey, optionalDuration, optionalFunction,
 } from '../internal/assert.js';
 import { Deque } from '../internal/deque.js';
+import { reportObserverError } from '../internal/hooks.js';
 import { PendingNotifications } from '../delivery/pending.js';
 import { createWatch } from '../delivery/watch-iterator.js';
 import { channels } from '../stats/diagnostics.js';
@@ -205,9 +206,13 @@ export class ObserverManager {
   /**
    * Removes an observer by its handle or id: `true` if it was registered and
    * is now removed, `false` if it was gone already or never existed here.
+   * `reason` is what its `onClose` receives; a store ending a session passes `"session-ended"`.
    */
-  remove(subOrId: Subscription | string): boolean {
-    if (subOrId instanceof Observer) return subOrId.list.host === this.#host && this.#release(subOrId, 'unsubscribed');
+  remove(subOrId: Subscription | string, reason: CloseReason = 'unsubscribed'): boolean {
+    if (!CLOSE_REASONS.includes(reason)) {
+      throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'reason', `one of ${CLOSE_REASONS.join(', ')}`, reason);
+    }
+    if (subOrId instanceof Observer) return subOrId.list.host === this.#host && this.#release(subOrId, reason);
     if (typeof subOrId !== 'string') {
       throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'subOrId', 'a subscription of this hub or its id', subOrId);
     }
@@ -215,7 +220,7 @@ export class ObserverManager {
     if (parsed === undefined) return false;
     const list = parsed.isPattern ? this.#patterns.get(parsed.name) : this.#keys.get(parsed.name);
     const observer = list?.find(parsed.n);
-    return observer !== undefined && this.#release(observer, 'unsubscribed');
+    return observer !== undefined && this.#release(observer, reason);
   }
 
   /**
@@ -317,6 +322,15 @@ export class ObserverManager {
       uptimeMs: Date.now() - this.#startedAt,
       latency: this.#latency.snapshot(),
     };
+  }
+
+  /**
+   * Reports a failure of `sub`'s callback that happened outside the hub's own
+   * delivery (a store delivering current values first): counted and passed to
+   * `onError` like any other. @internal
+   */
+  [reportObserverError](sub: Subscription, error: unknown, change: Change): void {
+    if (sub instanceof Observer && sub.list.host === this.#host) this.#report(sub, error, change);
   }
 
   /** Runs one cleanup pass now: removes observers whose owner is gone or whose `isAlive` says false. Returns how many. */

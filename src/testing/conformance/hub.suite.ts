@@ -263,6 +263,16 @@ export function hubSuite(options: HubSuiteOptions): void {
         assert.equal(hub.observerCount(), 0);
       });
 
+      it('remove() - passes the given reason to onClose, and refuses one that is not a close reason', (t) => {
+        const hub = make(t);
+        const reasons: CloseReason[] = [];
+        const sub = hub.observe(uniqueKey(), () => {}, { onClose: (r) => void reasons.push(r) });
+        assert.throws(() => hub.remove(sub, 'because' as CloseReason), { code: 'HERALD_INVALID_ARGUMENT', message: /`reason`/ });
+        assert.equal(sub.active, true);
+        assert.equal(hub.remove(sub, 'session-ended'), true);
+        assert.deepEqual(reasons, ['session-ended']);
+      });
+
       it('observerCount() - no trace of a key remains once its last observer goes', (t) => {
         const hub = make(t);
         const key = uniqueKey();

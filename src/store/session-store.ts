@@ -1,0 +1,128 @@
+import type { JsonValue } from './json.js';
+import { noSession, SessionStoreBase, type SessionInfo, type StoreOptions, type StoredVariable, type Unit, type VariableEntry } from './store.js';
+
+interface MemorySession {
+  info: SessionInfo;
+  readonly variables: Map<string, StoredVariable>;
+  /** The tail of this session's chain of units: each waits for the one before. */
+  lock: Promise<void>;
+}
+
+/** Stands in a unit's buffer for a variable the unit removed. */
+const REMOVED = Symbol('removed');
+
+/**
+ * The embedded session store: sessions and variables in memory, changes
+ * announced through the hub. Units of work on one session run one at a time,
+ * so a transaction's reads and writes are never interleaved with another's.
+ *
+ * @example
+ * ```ts
+ * const store = new SessionStore({ hub, defaultTtlMs: 30 * 60_000 });
+ * await store.createSession('42');
+ * await store.watch('42', 'mode', (change) => console.log(change.newValue), { includeCurrent: true });
+ * await store.set('42', 'mode', 'eco');
+ * ```
+ */
+export class SessionStore extends SessionStoreBase {
+  readonly #sessions = new Map<string, MemorySession>();
+
+  constructor(options: StoreOptions) {
+    super(options);
+  }
+
+  protected doCreateSession(sessionId: string, expiresAt: number | undefined, meta: JsonValue): Promise<SessionInfo | undefined> {
+    const existing = this.#sessions.get(sessionId);
+    if (existing !== undefined && !expired(existing.info)) return Promise.resolve(undefined);
+    const info: SessionInfo = Object.freeze({ id: sessionId, createdAt: Date.now(), expiresAt, meta });
+    // An expired session not yet swept is replaced: its variables go with it, unannounced, as the sweep would have.
+    this.#sessions.set(sessionId, { info, variables: new Map(), lock: existing?.lock ?? Promise.resolve() });
+    return Promise.resolve(info);
+  }
+
+  protected doGetSession(sessionId: string): Promise<SessionInfo | undefined> {
+    return Promise.resolve(this.#sessions.get(sessionId)?.info);
+  }
+
+  protected doTouch(sessionId: string, expiresAt: number | undefined): Promise<SessionInfo | undefined> {
+    const session = this.#sessions.get(sessionId);
+    if (session === undefined || expired(session.info)) return Promise.resolve(undefined);
+    session.info = Object.freeze({ ...session.info, expiresAt });
+    return Promise.resolve(session.info);
+  }
+
+  protected doListSessions(): Promise<SessionInfo[]> {
+    return Promise.resolve([...this.#sessions.values()].map((session) => session.info));
+  }
+
+  protected doGet(sessionId: string, name: string): Promise<StoredVariable | undefined> {
+    return Promise.resolve(this.#sessions.get(sessionId)?.variables.get(name));
+  }
+
+  protected doList(sessionId: string): Promise<VariableEntry[] | undefined> {
+    const session = this.#sessions.get(sessionId);
+    if (session === undefined) return Promise.resolve(undefined);
+    return Promise.resolve([...session.variables].map(([name, v]) => ({ name, value: v.value, version: v.version })));
+  }
+
+  protected doExpiredSessions(now: number): Promise<string[]> {
+    const ids: string[] = [];
+    for (const [id, session] of this.#sessions) if (session.info.expiresAt !== undefined && session.info.expiresAt <= now) ids.push(id);
+    return Promise.resolve(ids);
+  }
+
+  protected async doUnit<R>(sessionId: string, work: (unit: Unit) => Promise<R>, allowExpired: boolean): Promise<R> {
+    const session = this.#sessions.get(sessionId);
+    if (session === undefined) throw noSession(sessionId);
+    let release!: () => void;
+    const previous = session.lock;
+    session.lock = new Promise<void>((resolve) => (release = resolve));
+    await previous;
+    try {
+      // Checked under the lock: the session may have ended while this unit waited.
+      if (this.#sessions.get(sessionId) !== session || (expired(session.info) && !allowExpired)) throw noSession(sessionId);
+      const writes = new Map<string, StoredVariable | typeof REMOVED>();
+      let dropped = false;
+      const unit: Unit = {
+        read: (name) => {
+          const buffered = writes.get(name);
+          return Promise.resolve(buffered === REMOVED ? undefined : buffered ?? session.variables.get(name));
+        },
+        write: (name, value, version) => {
+          writes.set(name, { value, version });
+          return Promise.resolve();
+        },
+        remove: (name) => {
+          writes.set(name, REMOVED);
+          return Promise.resolve();
+        },
+        dropSession: () => {
+          dropped = true;
+          return Promise.resolve([...session.variables].map(([name, v]) => ({ name, value: v.value, version: v.version })));
+        },
+      };
+      const result = await work(unit);
+      // Commit: everything the unit did, at once.
+      if (dropped) {
+        this.#sessions.delete(sessionId);
+      } else {
+        for (const [name, write] of writes) {
+          if (write === REMOVED) session.variables.delete(name);
+          else session.variables.set(name, write);
+        }
+      }
+      return result;
+    } finally {
+      release();
+    }
+  }
+
+  protected doClose(): Promise<void> {
+    this.#sessions.clear();
+    return Promise.resolve();
+  }
+}
+
+function expired(info: SessionInfo): boolean {
+  return info.expiresAt !== undefined && info.expiresAt <= Date.now();
+}

@@ -1,0 +1,538 @@
+import { HeraldError, InvalidArgumentError, InvalidValueError } from '../errors.js';
+import type { ObserverManager } from '../hub/observer-manager.js';
+import { assertCallback, assertOptions, isPlainObject } from '../internal/assert.js';
+import type { ObserveOptions, ObserverCallback, Subscription } from '../types.js';
+import { jsonEqual, toJson, type JsonValue } from './json.js';
+import { isStandardSchema, type StandardSchemaV1 } from './standard-schema.js';
+import { watchVariable } from './watch.js';
+
+export const MAX_ID_LENGTH = 256;
+export const MAX_NAME_LENGTH = 256;
+export const DEFAULT_EXPIRY_CHECK_MS = 1000;
+
+/** A session as a store reports it. Times are epoch milliseconds; `expiresAt` is undefined for a session without TTL. */
+export interface SessionInfo {
+  readonly id: string;
+  readonly createdAt: number;
+  readonly expiresAt: number | undefined;
+  readonly meta: JsonValue;
+}
+
+/** Options of `createSession`. */
+export interface CreateSessionOptions {
+  /** Lifetime from now (and from each `touch`). @default the store's `defaultTtlMs` */
+  readonly ttlMs?: number;
+  /** Anything JSON can carry, kept with the session. */
+  readonly meta?: unknown;
+}
+
+/** Options of `defineVariable`. */
+export interface VariableDefinition {
+  /** Any Standard Schema validator (zod, valibot, ...): every value set is checked by it, and its output is stored. */
+  readonly schema?: StandardSchemaV1;
+  /** A first value, set (and announced) at definition. */
+  readonly initial?: unknown;
+}
+
+/** What `set` returns. `version` grows by one per real change of the variable; an equal value keeps it. */
+export interface SetResult {
+  readonly oldValue: JsonValue | undefined;
+  readonly newValue: JsonValue;
+  readonly version: number;
+}
+
+/** One variable as `list` reports it. */
+export interface VariableEntry {
+  readonly name: string;
+  readonly value: JsonValue | undefined;
+  readonly version: number;
+}
+
+/** Options of `watch` and `watchSession`. */
+export interface StoreWatchOptions extends ObserveOptions {
+  /**
+   * Deliver the current value first (as a change from `undefined`, `seq` 0,
+   * `meta.current` true), then every later change, with no gap and no
+   * duplicate even while writes race with the call.
+   */
+  readonly includeCurrent?: boolean;
+}
+
+/** What a transaction's function works with: reads see the transaction's own writes. */
+export interface TransactionContext {
+  /** Shared by every change the transaction announces (`meta.txId`). */
+  readonly txId: string;
+  get(name: string): Promise<JsonValue | undefined>;
+  set(name: string, value: unknown, meta?: Readonly<Record<string, unknown>>): Promise<SetResult>;
+  delete(name: string): Promise<boolean>;
+}
+
+/**
+ * The contract both session stores implement (and `storeSuite` checks).
+ * Every change is announced through the hub, once, and only after it is
+ * durable: a transaction that throws announces nothing.
+ */
+export interface SessionStoreLike {
+  readonly hub: ObserverManager;
+  createSession(sessionId: string, options?: CreateSessionOptions): Promise<SessionInfo>;
+  getSession(sessionId: string): Promise<SessionInfo | undefined>;
+  /** Extends the session's TTL from now. */
+  touch(sessionId: string, ttlMs?: number): Promise<SessionInfo>;
+  /** Removes the session and its variables, announces each removal, and ends its watchers (`"session-ended"`). */
+  deleteSession(sessionId: string): Promise<boolean>;
+  listSessions(): Promise<SessionInfo[]>;
+  defineVariable(sessionId: string, name: string, definition?: VariableDefinition): Promise<void>;
+  set(sessionId: string, name: string, value: unknown, meta?: Readonly<Record<string, unknown>>): Promise<SetResult>;
+  get(sessionId: string, name: string): Promise<JsonValue | undefined>;
+  delete(sessionId: string, name: string): Promise<boolean>;
+  list(sessionId: string): Promise<VariableEntry[]>;
+  watch(sessionId: string, name: string, callback: ObserverCallback<JsonValue | undefined>, options?: StoreWatchOptions): Promise<Subscription>;
+  watchSession(sessionId: string, callback: ObserverCallback<JsonValue | undefined>, options?: StoreWatchOptions): Promise<Subscription>;
+  transaction<R>(sessionId: string, fn: (tx: TransactionContext) => Promise<R> | R): Promise<R>;
+  /** Removes expired sessions now, as the expiry timer does; returns how many. */
+  expireSessions(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** The hub key of a variable. Both parts are URI-encoded (and `*` too), so keys and session patterns stay unambiguous. */
+export function variableKey(sessionId: string, name: string): string {
+  return `session/${encodePart(sessionId)}/${encodePart(name)}`;
+}
+
+/** The hub pattern of every variable of a session. */
+export function sessionPattern(sessionId: string): string {
+  return `session/${encodePart(sessionId)}/*`;
+}
+
+function encodePart(part: string): string {
+  return encodeURIComponent(part).replaceAll('*', '%2A');
+}
+
+// ---- what an engine provides ----
+
+/** A variable's stored state. `value` undefined: defined but never set. @internal */
+export interface StoredVariable {
+  readonly value: JsonValue | undefined;
+  readonly version: number;
+}
+
+/** One real change made inside a unit of work. @internal */
+export interface VariableChange {
+  readonly name: string;
+  readonly oldValue: JsonValue | undefined;
+  readonly newValue: JsonValue | undefined;
+  readonly version: number;
+}
+
+/**
+ * The engine side of one atomic unit of work on one session: an in-memory
+ * store buffers under a per-session lock; PostgreSQL runs a transaction with
+ * row locks. Nothing a unit did is visible to observers until it commits.
+ * @internal
+ */
+export interface Unit {
+  /** Reads (and, where the engine locks, locks) a variable; undefined when it does not exist. */
+  read(name: string): Promise<StoredVariable | undefined>;
+  /** Stores a variable: `value` undefined defines it unset. The caller decides the version. */
+  write(name: string, value: JsonValue | undefined, version: number): Promise<void>;
+  /** Removes a variable. */
+  remove(name: string): Promise<void>;
+  /** Removes the session and returns its variables as they were. */
+  dropSession(): Promise<{ name: string; value: JsonValue | undefined; version: number }[]>;
+}
+
+/** Options every store takes. */
+export interface StoreOptions {
+  readonly hub: ObserverManager;
+  /** TTL of a session created without one; undefined: sessions do not expire. */
+  readonly defaultTtlMs?: number;
+  /** When true, `set` on a variable never defined fails with `HERALD_NO_VARIABLE`; otherwise `set` defines it. @default false */
+  readonly strict?: boolean;
+  /** How often the unref'd expiry timer looks for expired sessions; 0 turns it off. @default 1000 */
+  readonly expiryCheckMs?: number;
+}
+
+let txCounter = 0;
+
+/**
+ * What both stores share: validation, schemas, keys, watching with
+ * `includeCurrent`, and the one place every mutation goes through
+ * (`#mutate`), which announces a unit's changes only after it commits.
+ * An engine implements the `do*` methods.
+ */
+export abstract class SessionStoreBase implements SessionStoreLike {
+  readonly hub: ObserverManager;
+  readonly #defaultTtlMs: number | undefined;
+  readonly #strict: boolean;
+  /** Schemas live in this process (a validator is code, not data). */
+  readonly #schemas = new Map<string, Map<string, StandardSchemaV1>>();
+  /** The watchers this store made, per session, to end them with `"session-ended"`. */
+  readonly #watchers = new Map<string, Set<Subscription>>();
+  #expiryTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  protected constructor(options: StoreOptions) {
+    assertOptions(options, 'options');
+    if (typeof options?.hub?.notify !== 'function' || typeof options.hub.defer !== 'function') {
+      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.hub', 'an ObserverManager', options?.hub);
+    }
+    if (options.defaultTtlMs !== undefined) assertTtl(options.defaultTtlMs, 'options.defaultTtlMs');
+    if (options.strict !== undefined && typeof options.strict !== 'boolean') {
+      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.strict', 'a boolean or undefined', options.strict);
+    }
+    const check = options.expiryCheckMs ?? DEFAULT_EXPIRY_CHECK_MS;
+    if (typeof check !== 'number' || !Number.isFinite(check) || check < 0) {
+      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.expiryCheckMs', 'a finite number of milliseconds ≥ 0', check);
+    }
+    this.hub = options.hub;
+    this.#defaultTtlMs = options.defaultTtlMs;
+    this.#strict = options.strict ?? false;
+    if (check > 0) {
+      const store = new WeakRef(this);
+      const timer = setInterval(() => {
+        const self = store.deref();
+        if (self === undefined) clearInterval(timer);
+        else void self.expireSessions().catch(() => {}); // a failed sweep is retried by the next one
+      }, check).unref();
+      this.#expiryTimer = timer;
+    }
+  }
+
+  // ---- what an engine implements ----
+
+  protected abstract doCreateSession(sessionId: string, expiresAt: number | undefined, meta: JsonValue): Promise<SessionInfo | undefined>;
+  protected abstract doGetSession(sessionId: string): Promise<SessionInfo | undefined>;
+  protected abstract doTouch(sessionId: string, expiresAt: number | undefined): Promise<SessionInfo | undefined>;
+  protected abstract doListSessions(): Promise<SessionInfo[]>;
+  protected abstract doGet(sessionId: string, name: string): Promise<StoredVariable | undefined>;
+  protected abstract doList(sessionId: string): Promise<VariableEntry[] | undefined>;
+  /** The ids of sessions whose time is up. */
+  protected abstract doExpiredSessions(now: number): Promise<string[]>;
+  /**
+   * Runs `work` as one atomic unit on a living session; resolves after it is
+   * durable. Rejects `HERALD_NO_SESSION` for a missing session, and for an
+   * expired one unless `allowExpired` (the expiry itself).
+   */
+  protected abstract doUnit<R>(sessionId: string, work: (unit: Unit) => Promise<R>, allowExpired: boolean): Promise<R>;
+  protected abstract doClose(): Promise<void>;
+
+  // ---- sessions ----
+
+  async createSession(sessionId: string, options?: CreateSessionOptions): Promise<SessionInfo> {
+    this.#assertOpen();
+    assertId(sessionId);
+    assertOptions(options, 'options');
+    const ttlMs = options?.ttlMs ?? this.#defaultTtlMs;
+    if (ttlMs !== undefined) assertTtl(ttlMs, 'options.ttlMs');
+    const meta = options?.meta === undefined ? null : toJson(options.meta, 'options.meta');
+    const info = await this.doCreateSession(sessionId, ttlMs === undefined ? undefined : Date.now() + ttlMs, meta);
+    if (info === undefined) throw new HeraldError('HERALD_SESSION_EXISTS', `session ${JSON.stringify(sessionId)} exists already`);
+    return info;
+  }
+
+  async getSession(sessionId: string): Promise<SessionInfo | undefined> {
+    assertId(sessionId);
+    const info = await this.doGetSession(sessionId);
+    return info !== undefined && isExpired(info) ? undefined : info;
+  }
+
+  async touch(sessionId: string, ttlMs?: number): Promise<SessionInfo> {
+    this.#assertOpen();
+    assertId(sessionId);
+    if (ttlMs !== undefined) assertTtl(ttlMs, 'ttlMs');
+    const current = await this.getSession(sessionId);
+    if (current === undefined) throw noSession(sessionId);
+    const lifetime = ttlMs ?? (current.expiresAt === undefined ? undefined : this.#defaultTtlMs ?? current.expiresAt - current.createdAt);
+    const info = await this.doTouch(sessionId, lifetime === undefined ? undefined : Date.now() + lifetime);
+    if (info === undefined) throw noSession(sessionId);
+    return info;
+  }
+
+  async deleteSession(sessionId: string): Promise<boolean> {
+    this.#assertOpen();
+    assertId(sessionId);
+    return this.#endSession(sessionId, 'deleted');
+  }
+
+  async listSessions(): Promise<SessionInfo[]> {
+    return (await this.doListSessions()).filter((info) => !isExpired(info));
+  }
+
+  async expireSessions(): Promise<number> {
+    if (this.#closed) return 0;
+    let ended = 0;
+    for (const sessionId of await this.doExpiredSessions(Date.now())) {
+      if (await this.#endSession(sessionId, 'expired')) ended++;
+    }
+    return ended;
+  }
+
+  // ---- variables ----
+
+  async defineVariable(sessionId: string, name: string, definition?: VariableDefinition): Promise<void> {
+    this.#assertOpen();
+    assertId(sessionId);
+    assertName(name);
+    assertOptions(definition, 'definition');
+    const schema = definition?.schema;
+    if (schema !== undefined && !isStandardSchema(schema)) {
+      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'definition.schema', 'a Standard Schema validator (zod, valibot, ...)', schema);
+    }
+    const initial = definition !== undefined && 'initial' in definition && definition.initial !== undefined
+      ? await this.#validated(schema, definition.initial, 'definition.initial')
+      : undefined;
+    await this.#mutate(sessionId, {}, async (unit, changes) => {
+      const current = await unit.read(name);
+      if (initial === undefined || (current?.value !== undefined && jsonEqual(current.value, initial))) {
+        if (current === undefined) await unit.write(name, undefined, 0);
+        return;
+      }
+      const version = (current?.version ?? 0) + 1;
+      await unit.write(name, initial, version);
+      changes.push({ name, oldValue: current?.value, newValue: initial, version });
+    });
+    let schemas = this.#schemas.get(sessionId);
+    if (schemas === undefined) this.#schemas.set(sessionId, (schemas = new Map<string, StandardSchemaV1>()));
+    if (schema === undefined) schemas.delete(name);
+    else schemas.set(name, schema);
+  }
+
+  async set(sessionId: string, name: string, value: unknown, meta?: Readonly<Record<string, unknown>>): Promise<SetResult> {
+    this.#assertOpen();
+    assertId(sessionId);
+    assertName(name);
+    const userMeta = checkMeta(meta);
+    const stored = await this.#validated(this.#schemas.get(sessionId)?.get(name), value, 'value');
+    return this.#mutate(sessionId, userMeta, (unit, changes) => this.#setIn(unit, sessionId, name, stored, changes));
+  }
+
+  async get(sessionId: string, name: string): Promise<JsonValue | undefined> {
+    assertId(sessionId);
+    assertName(name);
+    if ((await this.getSession(sessionId)) === undefined) throw noSession(sessionId);
+    return (await this.doGet(sessionId, name))?.value;
+  }
+
+  async delete(sessionId: string, name: string): Promise<boolean> {
+    this.#assertOpen();
+    assertId(sessionId);
+    assertName(name);
+    const removed = await this.#mutate(sessionId, {}, (unit, changes) => this.#deleteIn(unit, name, changes));
+    if (removed) this.#schemas.get(sessionId)?.delete(name);
+    return removed;
+  }
+
+  async list(sessionId: string): Promise<VariableEntry[]> {
+    assertId(sessionId);
+    if ((await this.getSession(sessionId)) === undefined) throw noSession(sessionId);
+    const entries = await this.doList(sessionId);
+    if (entries === undefined) throw noSession(sessionId);
+    return entries;
+  }
+
+  async transaction<R>(sessionId: string, fn: (tx: TransactionContext) => Promise<R> | R): Promise<R> {
+    this.#assertOpen();
+    assertId(sessionId);
+    assertCallback(fn, 'fn');
+    const txId = `tx-${process.pid}-${Date.now().toString(36)}-${++txCounter}`;
+    return this.#mutate(sessionId, { txId }, async (unit, changes) => {
+      const tx: TransactionContext = {
+        txId,
+        get: async (name) => {
+          assertName(name);
+          return (await unit.read(name))?.value;
+        },
+        set: async (name, value, meta) => {
+          assertName(name);
+          if (meta !== undefined) checkMeta(meta);
+          const stored = await this.#validated(this.#schemas.get(sessionId)?.get(name), value, 'value');
+          return this.#setIn(unit, sessionId, name, stored, changes);
+        },
+        delete: async (name) => {
+          assertName(name);
+          return this.#deleteIn(unit, name, changes);
+        },
+      };
+      return fn(tx);
+    });
+  }
+
+  // ---- watching ----
+
+  async watch(sessionId: string, name: string, callback: ObserverCallback<JsonValue | undefined>, options?: StoreWatchOptions): Promise<Subscription> {
+    this.#assertOpen();
+    assertId(sessionId);
+    assertName(name);
+    assertCallback(callback);
+    return this.#watch(sessionId, variableKey(sessionId, name), false, callback, options, async () => {
+      const current = await this.doGet(sessionId, name);
+      return current === undefined || current.value === undefined ? [] : [{ name, value: current.value, version: current.version }];
+    });
+  }
+
+  async watchSession(sessionId: string, callback: ObserverCallback<JsonValue | undefined>, options?: StoreWatchOptions): Promise<Subscription> {
+    this.#assertOpen();
+    assertId(sessionId);
+    assertCallback(callback);
+    return this.#watch(sessionId, sessionPattern(sessionId), true, callback, options, async () => {
+      return ((await this.doList(sessionId)) ?? []).filter((entry) => entry.value !== undefined);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#expiryTimer);
+    await this.doClose();
+  }
+
+  // ---- the one place every mutation goes through ----
+
+  /**
+   * Runs `work` as one unit on `sessionId`; the changes it records are
+   * announced after the unit is durable, each with `sessionId`, `name`,
+   * `version` and `meta` in its meta, coalesced per variable (first old value,
+   * last new value). A unit that fails announces nothing.
+   */
+  async #mutate<R>(
+    sessionId: string, meta: Record<string, unknown>, work: (unit: Unit, changes: VariableChange[]) => Promise<R>, allowExpired = false,
+  ): Promise<R> {
+    const changes: VariableChange[] = [];
+    const result = await this.doUnit(sessionId, (unit) => work(unit, changes), allowExpired);
+    this.#announce(sessionId, changes, meta);
+    return result;
+  }
+
+  #announce(sessionId: string, changes: readonly VariableChange[], meta: Record<string, unknown>): void {
+    if (changes.length === 0 || this.hub.closed) return;
+    const pending = this.hub.defer();
+    const last = new Map<string, number>();
+    for (const change of changes) last.set(change.name, change.version);
+    for (const change of changes) {
+      const version = last.get(change.name)!;
+      pending.notify(variableKey(sessionId, change.name), change.oldValue, change.newValue, { ...meta, sessionId, name: change.name, version });
+    }
+    pending.commit();
+  }
+
+  async #setIn(unit: Unit, sessionId: string, name: string, value: JsonValue, changes: VariableChange[]): Promise<SetResult> {
+    const current = await unit.read(name);
+    if (current === undefined && this.#strict) {
+      throw new HeraldError('HERALD_NO_VARIABLE', `variable ${JSON.stringify(name)} of session ${JSON.stringify(sessionId)} was never defined (the store is strict)`);
+    }
+    if (current !== undefined && current.value !== undefined && jsonEqual(current.value, value)) {
+      return { oldValue: current.value, newValue: current.value, version: current.version };
+    }
+    const version = (current?.version ?? 0) + 1;
+    await unit.write(name, value, version);
+    changes.push({ name, oldValue: current?.value, newValue: value, version });
+    return { oldValue: current?.value, newValue: value, version };
+  }
+
+  async #deleteIn(unit: Unit, name: string, changes: VariableChange[]): Promise<boolean> {
+    const current = await unit.read(name);
+    if (current === undefined) return false;
+    await unit.remove(name);
+    if (current.value !== undefined) changes.push({ name, oldValue: current.value, newValue: undefined, version: current.version + 1 });
+    return true;
+  }
+
+  async #endSession(sessionId: string, reason: 'deleted' | 'expired'): Promise<boolean> {
+    try {
+      await this.#mutate(sessionId, { sessionEnded: reason }, async (unit, changes) => {
+        for (const v of await unit.dropSession()) {
+          if (v.value !== undefined) changes.push({ name: v.name, oldValue: v.value, newValue: undefined, version: v.version + 1 });
+        }
+      }, reason === 'expired');
+    } catch (error) {
+      if (error instanceof HeraldError && error.code === 'HERALD_NO_SESSION') return false;
+      throw error;
+    }
+    this.#schemas.delete(sessionId);
+    const watchers = this.#watchers.get(sessionId);
+    this.#watchers.delete(sessionId);
+    if (watchers !== undefined && watchers.size > 0) {
+      // After the removals announced above have reached them.
+      void this.hub.drain().then(() => {
+        for (const sub of watchers) this.hub.remove(sub, 'session-ended');
+      });
+    }
+    return true;
+  }
+
+  async #watch(
+    sessionId: string, keyOrPattern: string, isPattern: boolean, callback: ObserverCallback<JsonValue | undefined>,
+    options: StoreWatchOptions | undefined, readCurrent: () => Promise<VariableEntry[]>,
+  ): Promise<Subscription> {
+    assertOptions(options, 'options');
+    if ((await this.getSession(sessionId)) === undefined) throw noSession(sessionId);
+    const { includeCurrent = false, ...observeOptions } = options ?? {};
+    let watchers = this.#watchers.get(sessionId);
+    if (watchers === undefined) this.#watchers.set(sessionId, (watchers = new Set()));
+    const set = watchers;
+    const userOnClose = observeOptions.onClose;
+    // onClose may run inside the registration (an already aborted signal), before the handle exists.
+    const registered: { sub: Subscription | undefined } = { sub: undefined };
+    const onClose: ObserveOptions['onClose'] = (reason) => {
+      if (registered.sub !== undefined) set.delete(registered.sub);
+      userOnClose?.(reason);
+    };
+    const sub = (registered.sub = await watchVariable(this.hub, {
+      keyOrPattern, isPattern, sessionId, callback, options: { ...observeOptions, onClose }, includeCurrent, readCurrent,
+      keyOf: (name) => variableKey(sessionId, name),
+    }));
+    if (sub.active) set.add(sub);
+    return sub;
+  }
+
+  async #validated(schema: StandardSchemaV1 | undefined, value: unknown, arg: string): Promise<JsonValue> {
+    if (schema === undefined) return toJson(value, arg);
+    const result = await schema['~standard'].validate(value);
+    if (result.issues !== undefined) {
+      const summary = result.issues.map((issue) => issue.message).join('; ');
+      throw new InvalidValueError(`\`${arg}\` was rejected by the variable's schema: ${summary}`, result.issues);
+    }
+    return toJson(result.value, arg);
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new HeraldError('HERALD_CLOSED', 'the store is closed');
+  }
+}
+
+// ---- validation ----
+
+/** @internal */
+export function noSession(sessionId: string): HeraldError {
+  return new HeraldError('HERALD_NO_SESSION', `no session ${JSON.stringify(sessionId)} (never created, deleted, or expired)`);
+}
+
+function assertId(sessionId: unknown): asserts sessionId is string {
+  assertText(sessionId, 'sessionId', MAX_ID_LENGTH);
+}
+
+function assertName(name: unknown): asserts name is string {
+  assertText(name, 'name', MAX_NAME_LENGTH);
+}
+
+function assertText(value: unknown, arg: string, max: number): void {
+  if (typeof value !== 'string' || value.length === 0 || value.length > max) {
+    throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', arg, `a non-empty string of at most ${max} characters`, value);
+  }
+}
+
+function assertTtl(ttlMs: unknown, arg: string): void {
+  if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs <= 0) {
+    throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', arg, 'a finite number of milliseconds > 0', ttlMs);
+  }
+}
+
+function checkMeta(meta: unknown): Record<string, unknown> {
+  if (meta === undefined) return {};
+  if (!isPlainObject(meta)) throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'meta', 'a plain object or undefined', meta);
+  return { ...meta };
+}
+
+function isExpired(info: SessionInfo): boolean {
+  return info.expiresAt !== undefined && info.expiresAt <= Date.now();
+}

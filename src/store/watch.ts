@@ -1,0 +1,87 @@
+import type { ObserverManager } from '../hub/observer-manager.js';
+import { reportObserverError } from '../internal/hooks.js';
+import type { Change, ObserveOptions, ObserverCallback, Subscription } from '../types.js';
+import type { JsonValue } from './json.js';
+import type { VariableEntry } from './store.js';
+
+/** @internal */
+export interface WatchSpec {
+  readonly keyOrPattern: string;
+  readonly isPattern: boolean;
+  readonly sessionId: string;
+  readonly callback: ObserverCallback<JsonValue | undefined>;
+  readonly options: ObserveOptions;
+  readonly includeCurrent: boolean;
+  /** Reads the current values; called after the observer is registered. */
+  readonly readCurrent: () => Promise<VariableEntry[]>;
+  readonly keyOf: (name: string) => string;
+}
+
+/**
+ * Registers a store watcher. With `includeCurrent`, the observer is registered
+ * *before* the current values are read, and holds what arrives meanwhile;
+ * then it delivers the current values, then the held and later changes whose
+ * `meta.version` is newer than what the read saw. Registering first leaves
+ * no gap; the version filter leaves no duplicate.
+ * @internal
+ */
+export async function watchVariable(hub: ObserverManager, spec: WatchSpec): Promise<Subscription> {
+  const { keyOrPattern, isPattern, callback, options } = spec;
+  const register = (cb: ObserverCallback<JsonValue | undefined>): Subscription =>
+    isPattern ? hub.observePattern(keyOrPattern, cb, options) : hub.observe(keyOrPattern, cb, options);
+  if (!spec.includeCurrent) return register(callback);
+
+  /** name → version the read saw; a name leaves it once a newer change has passed. */
+  let seen: Map<string, number> | undefined = undefined; // set once the current values are read
+  const held: Change<JsonValue | undefined>[] = [];
+  let initial: Promise<void> | undefined;
+  const isStale = (change: Change<JsonValue | undefined>): boolean => {
+    const name = change.meta['name'] as string;
+    const version = seen!.get(name);
+    if (version === undefined) return false;
+    if ((change.meta['version'] as number) <= version) return true;
+    seen!.delete(name);
+    return false;
+  };
+  const wrapper: ObserverCallback<JsonValue | undefined> = (change) => {
+    if (seen === undefined) {
+      held.push(change);
+      return undefined;
+    }
+    if (isStale(change)) return undefined;
+    // The hub awaits what this returns, so later changes wait for the current values to be delivered.
+    return initial === undefined ? callback(change) : initial.then(() => callback(change));
+  };
+  const sub = register(wrapper);
+  let current: VariableEntry[];
+  try {
+    current = await spec.readCurrent();
+  } catch (error) {
+    sub.unsubscribe();
+    throw error;
+  }
+  seen = new Map(current.map((entry) => [entry.name, entry.version]));
+  const first: Change<JsonValue | undefined>[] = current.map((entry) => Object.freeze({
+    key: spec.keyOf(entry.name),
+    oldValue: undefined,
+    newValue: entry.value,
+    meta: Object.freeze({ sessionId: spec.sessionId, name: entry.name, version: entry.version, current: true }),
+    seq: 0,
+    at: Date.now(),
+  }));
+  const queue = [...first, ...held.filter((change) => !isStale(change))];
+  held.length = 0;
+  if (queue.length > 0 && sub.active) {
+    initial = (async () => {
+      for (const change of queue) {
+        if (!sub.active) return;
+        try {
+          await callback(change);
+        } catch (error) {
+          hub[reportObserverError](sub, error, change);
+        }
+      }
+    })().finally(() => (initial = undefined));
+  }
+  return sub;
+}

@@ -1,0 +1,326 @@
+import assert from 'node:assert/strict';
+import { setImmediate as nextTask } from 'node:timers/promises';
+import { describe, test, type TestContext } from 'node:test';
+import { ObserverManager } from '../../hub/observer-manager.js';
+import type { StandardSchemaV1 } from '../../store/standard-schema.js';
+import { variableKey, type SessionStoreLike, type StoreOptions } from '../../store/store.js';
+import type { Change, CloseReason } from '../../types.js';
+import { expectNoChange } from '../expect-no-change.js';
+
+/** Options of {@link storeSuite}. */
+export interface StoreSuiteOptions {
+  /** Shown in the suite's title. */
+  readonly name: string;
+  /** Makes a fresh store on `hub`; the suite closes it (and the hub) after each test. */
+  readonly create: (options: Omit<StoreOptions, 'expiryCheckMs'> & { expiryCheckMs: number }) => SessionStoreLike | Promise<SessionStoreLike>;
+  /** Skips the whole suite, with the reason; `false` or omitted runs it. */
+  readonly skipAll?: string | false;
+}
+
+/** A minimal Standard Schema validator: a number between 0 and 100. */
+const percent: StandardSchemaV1<unknown, number> = {
+  '~standard': {
+    version: 1,
+    vendor: 'herald-suite',
+    validate: (value) =>
+      typeof value === 'number' && value >= 0 && value <= 100 ? { value } : { issues: [{ message: 'expected a number from 0 to 100' }] },
+  },
+};
+
+let counter = 0;
+const uniqueId = (): string => `s-${process.pid}-${++counter}`;
+
+/** Waits, without a timing margin, until the clock has passed `at`. */
+async function clockPast(at: number): Promise<void> {
+  while (Date.now() <= at) await nextTask();
+}
+
+/**
+ * The session store contract of DESIGN.md sections 3 and 4 as `node:test`
+ * tests: `storeSuite({ name: 'mine', create: (options) => new MyStore(options) })`.
+ */
+export function storeSuite(options: StoreSuiteOptions): void {
+  const make = async (t: TestContext, extra: Partial<StoreOptions> = {}): Promise<{ hub: ObserverManager; store: SessionStoreLike }> => {
+    const hub = new ObserverManager({ sweepIntervalMs: 0, onError: () => {} });
+    const store = await options.create({ hub, expiryCheckMs: 0, ...extra });
+    t.after(async () => {
+      await store.close();
+      await hub.close();
+    });
+    return { hub, store };
+  };
+  const collectAll = (hub: ObserverManager, pattern = 'session/**'): Change[] => {
+    const seen: Change[] = [];
+    hub.observePattern(pattern, (change) => void seen.push(change));
+    return seen;
+  };
+
+  describe(`store conformance: ${options.name}`, { skip: options.skipAll === undefined ? false : options.skipAll }, () => {
+    test('sessions - create, get, list, touch and delete', async (t) => {
+      const { store } = await make(t);
+      const id = uniqueId();
+      const info = await store.createSession(id, { ttlMs: 60_000, meta: { user: 'ada' } });
+      assert.equal(info.id, id);
+      assert.deepEqual(info.meta, { user: 'ada' });
+      assert.ok(info.expiresAt! > Date.now());
+      assert.deepEqual(await store.getSession(id), info);
+      assert.ok((await store.listSessions()).some((s) => s.id === id));
+      const touched = await store.touch(id, 120_000);
+      assert.ok(touched.expiresAt! >= info.expiresAt!);
+      await assert.rejects(store.createSession(id), { code: 'HERALD_SESSION_EXISTS' });
+      assert.equal(await store.deleteSession(id), true);
+      assert.equal(await store.deleteSession(id), false);
+      assert.equal(await store.getSession(id), undefined);
+    });
+
+    test('set() - returns old and new values and a version that grows by one per real change', async (t) => {
+      const { hub, store } = await make(t);
+      const id = uniqueId();
+      await store.createSession(id);
+      const seen = collectAll(hub);
+      assert.deepEqual(await store.set(id, 'mode', 'on'), { oldValue: undefined, newValue: 'on', version: 1 });
+      assert.deepEqual(await store.set(id, 'mode', 'eco', { by: 'test' }), { oldValue: 'on', newValue: 'eco', version: 2 });
+      assert.equal(await store.get(id, 'mode'), 'eco');
+      await hub.drain();
+      assert.deepEqual(seen.map((c) => [c.oldValue, c.newValue, c.meta['version']]), [[undefined, 'on', 1], ['on', 'eco', 2]]);
+      assert.deepEqual({ ...seen[1]!.meta }, { by: 'test', sessionId: id, name: 'mode', version: 2 });
+      assert.deepEqual(await store.list(id), [{ name: 'mode', value: 'eco', version: 2 }]);
+    });
+
+    test('set() - an equal value announces nothing and keeps the version', async (t) => {
+      const { hub, store } = await make(t);
+      const id = uniqueId();
+      await store.createSession(id);
+      await store.set(id, 'cfg', { a: 1, b: [1, 2] });
+      await expectNoChange(hub, variableKey(id, 'cfg'), async () => {
+        assert.deepEqual(await store.set(id, 'cfg', { b: [1, 2], a: 1 }), { oldValue: { a: 1, b: [1, 2] }, newValue: { a: 1, b: [1, 2] }, version: 1 });
+      });
+    });
+
+    test('set() - stores a copy: the caller changing its object later changes nothing', async (t) => {
+      const { store } = await make(t);
+      const id = uniqueId();
+      await store.createSession(id);
+      const value = { items: [1, 2] };
+      await store.set(id, 'cart', value);
+      value.items.push(3);
+      assert.deepEqual(await store.get(id, 'cart'), { items: [1, 2] });
+    });
+
+    test('delete() - removes a variable and announces its removal once', async (t) => {
+      const { hub, store } = await make(t);
+      const id = uniqueId();
+      await store.createSession(id);
+      await store.set(id, 'x', 1);
+      const seen = collectAll(hub);
+      assert.equal(await store.delete(id, 'x'), true);
+      assert.equal(await store.delete(id, 'x'), false);
+      await hub.drain();
+      assert.deepEqual(seen.map((c) => [c.oldValue, c.newValue]), [[1, undefined]]);
+      assert.equal(await store.get(id, 'x'), undefined);
+    });
+
+    test('watch() - delivers the changes of one variable; watchSession() those of every variable', async (t) => {
+      const { hub, store } = await make(t);
+      const id = uniqueId();
+      await store.createSession(id);
+      const one: unknown[] = [];
+      const all: string[] = [];
+      await store.watch(id, 'a', (c) => void one.push(c.newValue));
+      await store.watchSession(id, (c) => void all.push(`${String(c.meta['name'])}=${JSON.stringify(c.newValue)}`));
+      await store.set(id, 'a', 1);
+      await store.set(id, 'b', 2);
+      await hub.drain();
+      assert.deepEqual(one, [1]);
+      assert.deepEqual(all, ['a=1', 'b=2']);
+    });
+
+    test('watch() - includeCurrent delivers the current value first, then every later change', async (t) => {
+      const { hub, store } = await make(t);
+      const id = uniqueId();
+      await store.createSession(id);
+      await store.set(id, 'n', 1);
+      const seen: Change[] = [];
+      await store.watch(id, 'n', (c) => void seen.push(c), { includeCurrent: true });
+      await store.set(id, 'n', 2);
+      await hub.drain();
+      assert.deepEqual(seen.map((c) => [c.newValue, c.meta['version'], c.meta['current'] ?? false]), [[1, 1, true], [2, 2, false]]);
+    });
+
+    test('watch() - includeCurrent leaves no gap and no duplicate while writes race with the call', async (t) => {
+      const { hub, store } = await make(t);
+      const id = uniqueId();
+      await store.createSession(id);
+      await store.set(id, 'n', 0);
+      const seen: number[] = [];
+      const writes: Promise<unknown>[] = [];
+      for (let i = 1; i <= 20; i++) writes.push(store.set(id, 'n', i));
+      const watching = store.watch(id, 'n', (c) => void seen.push(c.newValue as number), { includeCurrent: true });
+      for (let i = 21; i <= 40; i++) writes.push(store.set(id, 'n', i));
+      await Promise.all([...writes, watching]);
+      await hub.drain();
+      const first = seen[0]!;
+      assert.deepEqual(seen, Array.from({ length: 41 - first }, (_, i) => first + i), `got ${seen.join(',')}`);
+    });
+
+    test('transaction() - reads its own writes, and announces once per key after commit with one txId', async (t) => {
+      const { hub, store } = await make(t);
+      const id = uniqueId();
+      await store.createSession(id);
+      await store.set(id, 'a', 1);
+      const seen = collectAll(hub);
+      const result = await store.transaction(id, async (tx) => {
+        await tx.set('a', 2);
+        await tx.set('a', 3);
+        await tx.set('b', 'x');
+        assert.equal(await tx.get('a'), 3);
+        await hub.drain();
+        assert.equal(seen.length, 0, 'nothing is announced before commit');
+        return 'done';
+      });
+      assert.equal(result, 'done');
+      await hub.drain();
+      assert.deepEqual(seen.map((c) => [c.meta['name'], c.oldValue, c.newValue]), [['a', 1, 3], ['b', undefined, 'x']]);
+      const txIds = new Set(seen.map((c) => c.meta['txId']));
+      assert.equal(txIds.size, 1);
+      assert.equal(typeof [...txIds][0], 'string');
+      assert.equal((await store.list(id)).find((v) => v.name === 'a')!.version, 3);
+    });
+
+    test('transaction() - a function that throws changes nothing and announces nothing', async (t) => {
+      const { hub, store } = await make(t);
+      const id = uniqueId();
+      await store.createSession(id);
+      await store.set(id, 'a', 1);
+      const seen = collectAll(hub);
+      await assert.rejects(store.transaction(id, async (tx) => {
+        await tx.set('a', 2);
+        await tx.delete('a');
+        await tx.set('b', 1);
+        throw new Error('changed my mind');
+      }), /changed my mind/);
+      await hub.drain();
+      assert.deepEqual(seen, []);
+      assert.deepEqual(await store.list(id), [{ name: 'a', value: 1, version: 1 }]);
+    });
+
+    test('deleteSession() - removes the variables, announces each removal once, and ends the watchers with "session-ended"', async (t) => {
+      const { hub, store } = await make(t);
+      const id = uniqueId();
+      await store.createSession(id);
+      await store.set(id, 'a', 1);
+      await store.set(id, 'b', 2);
+      const reasons: CloseReason[] = [];
+      const removals: unknown[] = [];
+      const sub = await store.watchSession(id, (c) => void removals.push([c.meta['name'], c.oldValue, c.newValue]), { onClose: (r) => void reasons.push(r) });
+      assert.equal(await store.deleteSession(id), true);
+      await hub.drain();
+      await hub.drain(); // the watchers end after the removals reached them
+      assert.deepEqual(removals.sort(), [['a', 1, undefined], ['b', 2, undefined]]);
+      assert.deepEqual(reasons, ['session-ended']);
+      assert.equal(sub.active, false);
+      await assert.rejects(store.get(id, 'a'), { code: 'HERALD_NO_SESSION' });
+    });
+
+    test('expireSessions() - an expired session ends as a deleted one does', async (t) => {
+      const { hub, store } = await make(t);
+      const id = uniqueId();
+      await store.createSession(id, { ttlMs: 60_000 });
+      await store.set(id, 'a', 1);
+      const reasons: CloseReason[] = [];
+      const removals: unknown[] = [];
+      await store.watch(id, 'a', (c) => void removals.push([c.oldValue, c.newValue, c.meta['sessionEnded']]), { onClose: (r) => void reasons.push(r) });
+      const info = await store.touch(id, 1); // now it expires in a millisecond
+      await clockPast(info.expiresAt!);
+      assert.equal(await store.getSession(id), undefined, 'an expired session is not reported');
+      assert.equal(await store.expireSessions(), 1);
+      assert.equal(await store.expireSessions(), 0);
+      await hub.drain();
+      await hub.drain();
+      assert.deepEqual(removals, [[1, undefined, 'expired']]);
+      assert.deepEqual(reasons, ['session-ended']);
+      await assert.rejects(store.set(id, 'a', 2), { code: 'HERALD_NO_SESSION' });
+    });
+
+    test('set() - in a strict store, a variable must be defined first', async (t) => {
+      const { store } = await make(t, { strict: true });
+      const id = uniqueId();
+      await store.createSession(id);
+      await assert.rejects(store.set(id, 'x', 1), { code: 'HERALD_NO_VARIABLE' });
+      await store.defineVariable(id, 'x');
+      assert.equal(await store.get(id, 'x'), undefined);
+      assert.deepEqual(await store.set(id, 'x', 1), { oldValue: undefined, newValue: 1, version: 1 });
+      await store.defineVariable(id, 'y', { initial: 5 });
+      assert.equal(await store.get(id, 'y'), 5);
+    });
+
+    test('set() - a value the schema rejects fails with HERALD_INVALID_VALUE and the issues; nothing is written or announced', async (t) => {
+      const { hub, store } = await make(t);
+      const id = uniqueId();
+      await store.createSession(id);
+      await store.defineVariable(id, 'pct', { schema: percent, initial: 10 });
+      const seen = collectAll(hub);
+      await assert.rejects(store.set(id, 'pct', 150), (error: { code?: string; issues?: { message: string }[] }) => {
+        assert.equal(error.code, 'HERALD_INVALID_VALUE');
+        assert.equal(error.issues?.[0]?.message, 'expected a number from 0 to 100');
+        return true;
+      });
+      await hub.drain();
+      assert.deepEqual(seen, []);
+      assert.equal(await store.get(id, 'pct'), 10);
+    });
+
+    test('set() - values JSON cannot carry fail with HERALD_UNSERIALIZABLE before anything is written', async (t) => {
+      const { hub, store } = await make(t);
+      const id = uniqueId();
+      await store.createSession(id);
+      const cycle: Record<string, unknown> = {};
+      cycle['self'] = cycle;
+      const seen = collectAll(hub);
+      for (const value of [() => 1, 10n, cycle, { nested: [undefined] }, NaN, new Date(), Symbol('s')]) {
+        await assert.rejects(store.set(id, 'v', value), { code: 'HERALD_UNSERIALIZABLE' });
+      }
+      await hub.drain();
+      assert.deepEqual(seen, []);
+      assert.deepEqual(await store.list(id), []);
+    });
+
+    test('bad input - unknown sessions and malformed ids or names are refused with coded errors', async (t) => {
+      const { store } = await make(t);
+      const missing = uniqueId();
+      await assert.rejects(store.set(missing, 'a', 1), { code: 'HERALD_NO_SESSION' });
+      await assert.rejects(store.get(missing, 'a'), { code: 'HERALD_NO_SESSION' });
+      await assert.rejects(store.list(missing), { code: 'HERALD_NO_SESSION' });
+      await assert.rejects(store.touch(missing), { code: 'HERALD_NO_SESSION' });
+      await assert.rejects(store.watch(missing, 'a', () => {}), { code: 'HERALD_NO_SESSION' });
+      await assert.rejects(store.transaction(missing, () => 1), { code: 'HERALD_NO_SESSION' });
+      const id = uniqueId();
+      await store.createSession(id);
+      for (const bad of ['', 'x'.repeat(257), 42, null, undefined]) {
+        await assert.rejects(store.createSession(bad as string), { code: 'HERALD_INVALID_ARGUMENT', message: /`sessionId`/ });
+        await assert.rejects(store.set(id, bad as string, 1), { code: 'HERALD_INVALID_ARGUMENT', message: /`name`/ });
+      }
+      await assert.rejects(store.set(id, 'a', 1, 'meta' as never), { code: 'HERALD_INVALID_ARGUMENT', message: /`meta`/ });
+      await assert.rejects(store.createSession(uniqueId(), { ttlMs: -1 }), { code: 'HERALD_INVALID_OPTION', message: /`options.ttlMs`/ });
+      assert.deepEqual(await store.list(id), []);
+    });
+
+    test('keys - session ids and names with "/", "*" or "__proto__" stay separate and pollute nothing', async (t) => {
+      const { hub, store } = await make(t);
+      const ids = ['a/b', '*', '__proto__'];
+      for (const id of ids) await store.createSession(id + uniqueId());
+      const id = `*${uniqueId()}`;
+      await store.createSession(id);
+      const other = `x${uniqueId()}`;
+      await store.createSession(other);
+      const seen: string[] = [];
+      await store.watchSession(id, (c) => void seen.push(c.meta['name'] as string));
+      await store.set(id, '__proto__', 1);
+      await store.set(id, 'a/b', 2);
+      await store.set(other, 'c', 3);
+      await hub.drain();
+      assert.deepEqual(seen, ['__proto__', 'a/b']);
+      assert.equal(({} as Record<string, unknown>)['polluted'], undefined);
+    });
+  });
+}
