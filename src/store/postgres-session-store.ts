@@ -1,0 +1,260 @@
+import pg from 'pg';
+import { HeraldError, InvalidArgumentError } from '../errors.js';
+import type { JsonValue } from './json.js';
+import { noSession, SessionStoreBase, type SessionInfo, type StoreOptions, type StoredVariable, type Unit, type VariableEntry } from './store.js';
+
+/** Options of {@link PostgresSessionStore}: a `pool` of yours, or a `connectionString` for one the store owns. */
+export type PostgresStoreOptions = StoreOptions & {
+  /** Where the store's tables live; created on first use. @default 'herald' */
+  readonly schema?: string;
+} & ({ readonly pool: pg.Pool; readonly connectionString?: never } | { readonly connectionString: string; readonly pool?: never });
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+interface SessionRow {
+  id: string;
+  created_at: string;
+  expires_at: string | null;
+  meta: JsonValue;
+}
+
+/**
+ * The durable session store: sessions and variables in PostgreSQL (values as
+ * JSONB), changes announced through the hub only after COMMIT has succeeded.
+ * Each operation is one transaction that locks its session's row, so
+ * concurrent writers on any number of connections never lose an update.
+ *
+ * @example
+ * ```ts
+ * const store = new PostgresSessionStore({ hub, connectionString: 'postgres://postgres@127.0.0.1:5432/test' });
+ * await store.createSession('42');
+ * await store.transaction('42', async (tx) => {
+ *   await tx.set('balance', ((await tx.get('balance')) as number ?? 0) + 10);
+ * }); // announced after COMMIT, once, with meta.txId
+ * ```
+ */
+export class PostgresSessionStore extends SessionStoreBase {
+  readonly #pool: pg.Pool;
+  readonly #ownsPool: boolean;
+  readonly #sessions: string;
+  readonly #variables: string;
+  readonly #schema: string;
+  #ready: Promise<void> | undefined;
+
+  constructor(options: PostgresStoreOptions) {
+    super(options);
+    const schema = options.schema ?? 'herald';
+    if (typeof schema !== 'string' || !SCHEMA_NAME.test(schema)) {
+      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.schema', 'a lower-case SQL identifier such as "herald"', schema);
+    }
+    if (options.pool !== undefined) {
+      if (typeof (options.pool as { connect?: unknown }).connect !== 'function') {
+        throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.pool', 'a pg Pool', options.pool);
+      }
+      this.#pool = options.pool;
+      this.#ownsPool = false;
+    } else {
+      if (typeof options.connectionString !== 'string' || options.connectionString.length === 0) {
+        throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.connectionString', 'a PostgreSQL URL (or pass `pool`)', options.connectionString);
+      }
+      this.#pool = new pg.Pool({ connectionString: options.connectionString });
+      // An idle client whose connection dies is dropped by the pool; without a listener the error would crash the process.
+      this.#pool.on('error', () => {});
+      this.#ownsPool = true;
+    }
+    this.#schema = schema;
+    this.#sessions = `"${schema}".sessions`;
+    this.#variables = `"${schema}".variables`;
+  }
+
+  /** The pool the store uses (its own, or the one it was given). */
+  get pool(): pg.Pool {
+    return this.#pool;
+  }
+
+  protected async doCreateSession(sessionId: string, expiresAt: number | undefined, meta: JsonValue): Promise<SessionInfo | undefined> {
+    await this.#ensureTables();
+    const now = Date.now();
+    // An expired session not yet swept is replaced, as in memory.
+    const { rows } = await this.#pool.query<SessionRow>(
+      `INSERT INTO ${this.#sessions} AS s (id, created_at, expires_at, meta) VALUES ($1, $2, $3, $4::jsonb)
+       ON CONFLICT (id) DO UPDATE SET created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, meta = EXCLUDED.meta
+       WHERE s.expires_at IS NOT NULL AND s.expires_at <= $2
+       RETURNING id, created_at, expires_at, meta`,
+      [sessionId, now, expiresAt ?? null, JSON.stringify(meta)],
+    );
+    return rows[0] === undefined ? undefined : toInfo(rows[0]);
+  }
+
+  protected async doGetSession(sessionId: string): Promise<SessionInfo | undefined> {
+    await this.#ensureTables();
+    const { rows } = await this.#pool.query<SessionRow>(`SELECT id, created_at, expires_at, meta FROM ${this.#sessions} WHERE id = $1`, [sessionId]);
+    return rows[0] === undefined ? undefined : toInfo(rows[0]);
+  }
+
+  protected async doTouch(sessionId: string, expiresAt: number | undefined): Promise<SessionInfo | undefined> {
+    await this.#ensureTables();
+    const { rows } = await this.#pool.query<SessionRow>(
+      `UPDATE ${this.#sessions} SET expires_at = $2 WHERE id = $1 AND (expires_at IS NULL OR expires_at > $3)
+       RETURNING id, created_at, expires_at, meta`,
+      [sessionId, expiresAt ?? null, Date.now()],
+    );
+    return rows[0] === undefined ? undefined : toInfo(rows[0]);
+  }
+
+  protected async doListSessions(): Promise<SessionInfo[]> {
+    await this.#ensureTables();
+    const { rows } = await this.#pool.query<SessionRow>(`SELECT id, created_at, expires_at, meta FROM ${this.#sessions} ORDER BY id`);
+    return rows.map(toInfo);
+  }
+
+  protected async doGet(sessionId: string, name: string): Promise<StoredVariable | undefined> {
+    await this.#ensureTables();
+    const { rows } = await this.#pool.query<StoredRow>(
+      `SELECT value, value IS NULL AS unset, version FROM ${this.#variables} WHERE session_id = $1 AND name = $2`, [sessionId, name],
+    );
+    return rows[0] === undefined ? undefined : toStored(rows[0]);
+  }
+
+  protected async doList(sessionId: string): Promise<VariableEntry[] | undefined> {
+    await this.#ensureTables();
+    const { rows } = await this.#pool.query<StoredRow & { name: string }>(
+      `SELECT name, value, value IS NULL AS unset, version FROM ${this.#variables} WHERE session_id = $1 ORDER BY name`, [sessionId],
+    );
+    return rows.map((row) => ({ name: row.name, ...toStored(row) }));
+  }
+
+  protected async doExpiredSessions(now: number): Promise<string[]> {
+    await this.#ensureTables();
+    const { rows } = await this.#pool.query<{ id: string }>(
+      `SELECT id FROM ${this.#sessions} WHERE expires_at IS NOT NULL AND expires_at <= $1`, [now],
+    );
+    return rows.map((row) => row.id);
+  }
+
+  protected async doUnit<R>(sessionId: string, work: (unit: Unit) => Promise<R>, allowExpired: boolean): Promise<R> {
+    await this.#ensureTables();
+    const client = await this.#pool.connect();
+    // A connection that dies while the caller's code runs (no query in flight) is reported as an event: it must not crash the process.
+    let broken: Error | undefined;
+    const onError = (error: Error): void => void (broken ??= error);
+    client.on('error', onError);
+    let failed = false;
+    try {
+      await client.query('BEGIN');
+      const { rows } = await client.query<{ expires_at: string | null }>(
+        `SELECT expires_at FROM ${this.#sessions} WHERE id = $1 FOR UPDATE`, [sessionId],
+      );
+      const row = rows[0];
+      if (row === undefined || (!allowExpired && row.expires_at !== null && Number(row.expires_at) <= Date.now())) throw noSession(sessionId);
+      const unit: Unit = {
+        read: async (name) => {
+          const result = await client.query<StoredRow>(
+            `SELECT value, value IS NULL AS unset, version FROM ${this.#variables} WHERE session_id = $1 AND name = $2 FOR UPDATE`, [sessionId, name],
+          );
+          return result.rows[0] === undefined ? undefined : toStored(result.rows[0]);
+        },
+        write: async (name, value, version) => {
+          await client.query(
+            `INSERT INTO ${this.#variables} (session_id, name, value, version) VALUES ($1, $2, $3::jsonb, $4)
+             ON CONFLICT (session_id, name) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version`,
+            [sessionId, name, value === undefined ? null : JSON.stringify(value), version],
+          );
+        },
+        remove: async (name) => {
+          await client.query(`DELETE FROM ${this.#variables} WHERE session_id = $1 AND name = $2`, [sessionId, name]);
+        },
+        dropSession: async () => {
+          const result = await client.query<StoredRow & { name: string }>(
+            `SELECT name, value, value IS NULL AS unset, version FROM ${this.#variables} WHERE session_id = $1 ORDER BY name`, [sessionId],
+          );
+          await client.query(`DELETE FROM ${this.#sessions} WHERE id = $1`, [sessionId]);
+          return result.rows.map((r) => ({ name: r.name, ...toStored(r) }));
+        },
+      };
+      const result = await work(unit);
+      if (broken !== undefined) throw storeError('the connection was lost during the transaction', broken);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      failed = true;
+      await client.query('ROLLBACK').catch(() => {});
+      if (error instanceof HeraldError) throw error;
+      throw storeError('the transaction failed and was rolled back; nothing was changed or announced', error);
+    } finally {
+      client.off('error', onError);
+      // A client that failed is not trusted again: the pool replaces it.
+      client.release(failed || broken !== undefined ? true : undefined);
+    }
+  }
+
+  protected async doClose(): Promise<void> {
+    if (this.#ownsPool) await this.#pool.end();
+  }
+
+  /** Creates the schema and tables once; concurrent first uses (from any process) wait on one advisory lock. */
+  #ensureTables(): Promise<void> {
+    this.#ready ??= (async () => {
+      const client = await this.#pool.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`herald:${this.#schema}`]);
+        await client.query(`CREATE SCHEMA IF NOT EXISTS "${this.#schema}"`);
+        await client.query(`CREATE TABLE IF NOT EXISTS ${this.#sessions} (
+          id text PRIMARY KEY,
+          created_at bigint NOT NULL,
+          expires_at bigint,
+          meta jsonb
+        )`);
+        await client.query(`CREATE TABLE IF NOT EXISTS ${this.#variables} (
+          session_id text NOT NULL REFERENCES ${this.#sessions} (id) ON DELETE CASCADE,
+          name text NOT NULL,
+          value jsonb,
+          version bigint NOT NULL,
+          PRIMARY KEY (session_id, name)
+        )`);
+        await client.query('COMMIT');
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {});
+        this.#ready = undefined;
+        throw storeError(`could not create the tables in schema "${this.#schema}"`, error);
+      } finally {
+        client.release();
+      }
+    })();
+    return this.#ready;
+  }
+}
+
+function toInfo(row: SessionRow): SessionInfo {
+  return Object.freeze({
+    id: row.id,
+    createdAt: Number(row.created_at),
+    expiresAt: row.expires_at === null ? undefined : Number(row.expires_at),
+    meta: row.meta,
+  });
+}
+
+interface StoredRow {
+  value: JsonValue | null;
+  /** SQL NULL (a variable defined but never set); JSON null arrives as `null` too, so this tells them apart. */
+  unset: boolean;
+  version: string;
+}
+
+function toStored(row: StoredRow): StoredVariable {
+  return { value: row.unset ? undefined : deepFreeze(row.value), version: Number(row.version) };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const item of Object.values(value)) deepFreeze(item);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+function storeError(message: string, cause: unknown): HeraldError {
+  const detail = cause instanceof Error ? `: ${cause.message}` : '';
+  return new HeraldError('HERALD_STORE', `${message}${detail}`, { cause });
+}

@@ -1,0 +1,218 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import pg from 'pg';
+import { ObserverManager, type Change } from '../../src/index.js';
+import { PostgresSessionStore, withTransaction } from '../../src/postgres.js';
+import { expectNoChange, storeSuite } from '../../src/testing.js';
+
+const url = process.env['HERALD_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+/** Why PostgreSQL cannot be used, or undefined when it can. */
+async function unreachable(): Promise<string | undefined> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+const problem = await unreachable();
+const inCi = process.env['CI'] === 'true';
+// Without a server the tests skip and say why, except in CI, which requires one.
+const skip = problem === undefined || inCi ? false : `PostgreSQL is unreachable at ${url} (${problem}): start it, or set HERALD_PG_URL`;
+if (problem !== undefined && inCi) {
+  test('PostgreSQL is reachable (CI requires it)', () => assert.fail(`PostgreSQL is unreachable at ${url}: ${problem}`));
+}
+
+const schema = `herald_t${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+let pool: pg.Pool;
+let admin: pg.Pool;
+const schemas = [schema];
+
+before(() => {
+  if (skip !== false || problem !== undefined) return;
+  pool = new pg.Pool({ connectionString: url, max: 10 });
+  pool.on('error', () => {});
+  admin = new pg.Pool({ connectionString: url, max: 2 });
+  admin.on('error', () => {});
+});
+
+after(async () => {
+  if (admin === undefined) return;
+  for (const name of schemas) await admin.query(`DROP SCHEMA IF EXISTS "${name}" CASCADE`);
+  await pool.end();
+  await admin.end();
+});
+
+storeSuite({
+  name: 'PostgresSessionStore',
+  skipAll: skip,
+  create: (options) => new PostgresSessionStore({ ...options, pool, schema }),
+});
+
+function createHub(t: { after: (fn: () => unknown) => void }): ObserverManager {
+  const hub = new ObserverManager({ sweepIntervalMs: 0, onError: () => {} });
+  t.after(() => hub.close());
+  return hub;
+}
+
+function createStore(t: { after: (fn: () => unknown) => void }, hub: ObserverManager, options: { schema?: string; pool?: pg.Pool } = {}): PostgresSessionStore {
+  const store = new PostgresSessionStore({ hub, pool: options.pool ?? pool, schema: options.schema ?? schema, expiryCheckMs: 0 });
+  t.after(() => store.close());
+  return store;
+}
+
+let counter = 0;
+const uniqueId = (): string => `pg-${++counter}`;
+
+test('PostgresSessionStore - concurrent sets and transactions on many connections lose no update', { skip }, async (t) => {
+  const hub = createHub(t);
+  const stores = [createStore(t, hub), createStore(t, hub), createStore(t, hub)];
+  const id = uniqueId();
+  await stores[0]!.createSession(id);
+  const counterChanges: Change[] = [];
+  hub.observe(`session/${id}/counter`, (c) => void counterChanges.push(c));
+  const work: Promise<unknown>[] = [];
+  for (let i = 1; i <= 30; i++) work.push(stores[i % 3]!.set(id, 'n', i));
+  for (let i = 0; i < 15; i++) {
+    work.push(stores[i % 3]!.transaction(id, async (tx) => {
+      const current = ((await tx.get('counter')) as number | undefined) ?? 0;
+      await tx.set('counter', current + 1);
+    }));
+  }
+  await Promise.all(work);
+  await hub.drain();
+  const variables = await stores[0]!.list(id);
+  assert.deepEqual(variables.find((v) => v.name === 'counter'), { name: 'counter', value: 15, version: 15 });
+  assert.equal(variables.find((v) => v.name === 'n')!.version, 30, 'every one of 30 distinct sets was a real change');
+  assert.deepEqual(counterChanges.map((c) => c.meta['version']).sort((a, b) => (a as number) - (b as number)), Array.from({ length: 15 }, (_, i) => i + 1));
+});
+
+test('PostgresSessionStore - a failed COMMIT announces nothing and leaves the store unchanged', { skip }, async (t) => {
+  const hub = createHub(t);
+  const own = `${schema}_c`;
+  schemas.push(own);
+  const store = createStore(t, hub, { schema: own });
+  const id = uniqueId();
+  await store.createSession(id);
+  await store.set(id, 'v', 'fine');
+  // A deferred constraint: the statement succeeds, the COMMIT fails.
+  await admin.query(`CREATE FUNCTION "${own}".reject_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN IF NEW.value = '"poison"'::jsonb THEN RAISE EXCEPTION 'poisoned value'; END IF; RETURN NEW; END $$`);
+  await admin.query(`CREATE CONSTRAINT TRIGGER reject_poison AFTER INSERT OR UPDATE ON "${own}".variables
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "${own}".reject_poison()`);
+  await expectNoChange(hub, `session/${id}/v`, async () => {
+    await assert.rejects(store.set(id, 'v', 'poison'), { code: 'HERALD_STORE', message: /poisoned value/ });
+  });
+  assert.equal(await store.get(id, 'v'), 'fine');
+  assert.equal((await store.list(id))[0]!.version, 1);
+});
+
+test('PostgresSessionStore - a connection killed mid-transaction announces nothing and leaves the store unchanged', { skip }, async (t) => {
+  const hub = createHub(t);
+  const application = `herald-kill-${process.pid}`;
+  const own = new pg.Pool({ connectionString: url, application_name: application, max: 2 });
+  own.on('error', () => {});
+  t.after(() => own.end());
+  const store = createStore(t, hub, { pool: own });
+  const id = uniqueId();
+  await store.createSession(id);
+  await store.set(id, 'a', 1);
+  await expectNoChange(hub, `session/${id}/a`, async () => {
+    await assert.rejects(store.transaction(id, async (tx) => {
+      await tx.set('a', 2);
+      const { rows } = await admin.query<{ killed: boolean }>(
+        `SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity WHERE application_name = $1 AND state LIKE 'idle in transaction%'`, [application],
+      );
+      assert.deepEqual(rows.map((r) => r.killed), [true]);
+      await tx.set('b', 3);
+    }), { code: 'HERALD_STORE' });
+  });
+  assert.equal(await store.get(id, 'a'), 1);
+  assert.deepEqual((await store.list(id)).map((v) => v.name), ['a']);
+});
+
+test('withTransaction() - a serialization failure announces nothing; the transaction that won announces once', { skip }, async (t) => {
+  const hub = createHub(t);
+  const table = `"${schema}".serial_${process.pid}`;
+  await admin.query(`CREATE TABLE ${table} (id int PRIMARY KEY, n int NOT NULL)`);
+  await admin.query(`INSERT INTO ${table} VALUES (1, 0)`);
+  const seen: unknown[] = [];
+  hub.observe('counter/1', (c) => void seen.push(c.newValue));
+  let firstRead!: () => void;
+  const readDone = new Promise<void>((resolve) => (firstRead = resolve));
+  let winnerCommitted!: () => void;
+  const committed = new Promise<void>((resolve) => (winnerCommitted = resolve));
+  const loser = withTransaction(pool, hub, async (client, pending) => {
+    const { rows } = await client.query<{ n: number }>(`SELECT n FROM ${table} WHERE id = 1`);
+    firstRead();
+    await committed;
+    await client.query(`UPDATE ${table} SET n = $1 WHERE id = 1`, [rows[0]!.n + 10]);
+    pending.notify('counter/1', rows[0]!.n, rows[0]!.n + 10);
+  }, { isolationLevel: 'serializable' });
+  await readDone;
+  await withTransaction(pool, hub, async (client, pending) => {
+    const { rows } = await client.query<{ n: number }>(`UPDATE ${table} SET n = n + 1 WHERE id = 1 RETURNING n`);
+    pending.notify('counter/1', rows[0]!.n - 1, rows[0]!.n);
+  }, { isolationLevel: 'serializable' });
+  winnerCommitted();
+  await assert.rejects(loser, { code: '40001' });
+  await hub.drain();
+  assert.deepEqual(seen, [1]);
+});
+
+test('withTransaction() - a registry\'s cache, kept by mutation observers, never serves a rolled-back value', { skip }, async (t) => {
+  const hub = createHub(t);
+  const table = `"${schema}".registry_${process.pid}`;
+  await admin.query(`CREATE TABLE ${table} (id text PRIMARY KEY, name text NOT NULL UNIQUE DEFERRABLE INITIALLY DEFERRED)`);
+  // The registry: every mutation queues its change; the cache follows the announcements.
+  const cache = new Map<string, string>();
+  hub.observePattern('registry/*', (change) => {
+    const id = change.key.slice('registry/'.length);
+    if (change.newValue === undefined) cache.delete(id);
+    else cache.set(id, change.newValue as string);
+  });
+  const rename = (id: string, name: string, then?: () => void): Promise<void> =>
+    withTransaction(pool, hub, async (client, pending) => {
+      const { rows } = await client.query<{ old: string | null }>(
+        `INSERT INTO ${table} (id, name) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name
+         RETURNING (SELECT name FROM ${table} WHERE id = $1) AS old`, [id, name],
+      );
+      pending.notify(`registry/${id}`, rows[0]!.old ?? undefined, name);
+      then?.();
+    });
+  await rename('a1', 'alpha');
+  await hub.drain();
+  assert.deepEqual([...cache], [['a1', 'alpha']]);
+  // Rolled back by the code: never announced.
+  await assert.rejects(rename('a1', 'beta', () => { throw new Error('validation failed after the write'); }), /validation failed/);
+  // Rolled back by the database at COMMIT (the deferred unique constraint): never announced.
+  await assert.rejects(rename('b2', 'alpha'), { code: '23505' });
+  await hub.drain();
+  assert.deepEqual([...cache], [['a1', 'alpha']]);
+  const { rows } = await admin.query<{ id: string; name: string }>(`SELECT id, name FROM ${table} ORDER BY id`);
+  assert.deepEqual(rows.map((r) => [r.id, r.name]), [['a1', 'alpha']]);
+});
+
+test('PostgresSessionStore - JSON null is a value, distinct from a variable defined but never set', { skip }, async (t) => {
+  const hub = createHub(t);
+  const store = createStore(t, hub);
+  const id = uniqueId();
+  await store.createSession(id);
+  await store.defineVariable(id, 'unset');
+  await store.set(id, 'nothing', null);
+  assert.deepEqual(await store.list(id), [{ name: 'nothing', value: null, version: 1 }, { name: 'unset', value: undefined, version: 0 }]);
+});
+
+test('PostgresSessionStore - bad options are refused with coded errors', { skip }, (t) => {
+  const hub = createHub(t);
+  assert.throws(() => new PostgresSessionStore({ hub, pool, schema: 'Robert"); DROP TABLE' }), { code: 'HERALD_INVALID_OPTION', message: /`options.schema`/ });
+  assert.throws(() => new PostgresSessionStore({ hub, connectionString: '' }), { code: 'HERALD_INVALID_OPTION', message: /`options.connectionString`/ });
+  assert.throws(() => new PostgresSessionStore({ hub, pool: {} as pg.Pool }), { code: 'HERALD_INVALID_OPTION', message: /`options.pool`/ });
+});
