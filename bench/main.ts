@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { setImmediate as nextTask } from 'node:timers/promises';
 import { ALL, emittery, eventTarget, floor, herald, makeObservers, nodeEvents, PEERS, readSink, type Contender, type Fn, type Instance } from './contenders.js';
+import { memoryStoreBench, postgresProblem, postgresStoreBench, type StoreResults } from './stores.js';
 
 const started = Date.now();
 const args = process.argv.slice(2);
@@ -28,6 +29,7 @@ interface Result {
   readonly samples: number;
 }
 const results: Record<string, Record<string, Result>> = {};
+const storeResults: StoreResults = {};
 const notes: string[] = [];
 
 let sectionStart = Date.now();
@@ -270,6 +272,38 @@ function fixedCosts(rounds: number): void {
   results[name] = Object.fromEntries([...times].map(([part, t]) => [part, { unit: 'ns/op', median: median(t), samples: rounds }]));
 }
 
+async function stores(): Promise<void> {
+  const memoryName = 'in-memory SessionStore: set with one watcher';
+  if (FILTER === undefined || memoryName.includes(FILTER)) {
+    progress(memoryName);
+    storeResults[memoryName] = await memoryStoreBench(QUICK ? 500 : 5000, QUICK ? 1 : 5);
+  }
+  const url = process.env['HERALD_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+  for (const writers of [1, 8]) {
+    const name = `PostgresSessionStore: set, ${writers} concurrent writer${writers === 1 ? '' : 's'}`;
+    if (FILTER !== undefined && !name.includes(FILTER)) continue;
+    const problem = await postgresProblem(url);
+    if (problem !== undefined) {
+      notes.push(`${name}: not run, PostgreSQL is unreachable at ${url} (${problem})`);
+      continue;
+    }
+    progress(name);
+    storeResults[name] = await postgresStoreBench(url, writers, QUICK ? 300 : 2000, QUICK ? 1 : 3);
+  }
+}
+
+function storeReport(): string {
+  const lines: string[] = [];
+  for (const [scenario, byContender] of Object.entries(storeResults)) {
+    const h = byContender['herald']!;
+    lines.push(`\n### ${scenario}\n`, '| contender | operations/s | × herald | write → callback p50 | p99 |', '|---|---:|---:|---:|---:|');
+    for (const [name, f] of Object.entries(byContender)) {
+      lines.push(`| ${name === 'herald' ? '**herald**' : name} | ${f.opsPerSecond.toFixed(0)} | ${x(f.opsPerSecond / h.opsPerSecond)} | ${f.p50Us.toFixed(1)} µs | ${f.p99Us.toFixed(1)} µs |`);
+    }
+  }
+  return lines.join('\n');
+}
+
 // ---- report ----
 
 interface Target {
@@ -311,6 +345,12 @@ function evaluateTargets(): void {
   const r10 = get('remove 10000 observers', 'herald');
   target('remove 100 000 vs 10 000', 'remove 100000 observers', (h) => ['≤ 10× the 10 000 time', r10 === undefined ? 'n/a' : x(h / r10), r10 !== undefined && h <= 10 * r10]);
   target('churn at 1000 observers vs floor', 'churn at 1000', (h, of) => ['≤ 1.50×', x(h / of('floor')), h / of('floor') <= 1.5]);
+  for (const writers of [1, 8]) {
+    const byContender = storeResults[`PostgresSessionStore: set, ${writers} concurrent writer${writers === 1 ? '' : 's'}`];
+    if (byContender === undefined) continue;
+    const ratio = byContender['herald']!.opsPerSecond / byContender['raw pg UPDATE in a transaction']!.opsPerSecond;
+    targets.push({ what: `PostgreSQL set throughput, ${writers} writer${writers === 1 ? '' : 's'}, vs raw pg`, target: '≥ 0.80×', measured: x(ratio), met: ratio >= 0.8 });
+  }
   target('retained heap per idle observer', 'retained heap per idle observer', (h) => ['≤ 128 bytes', `${h.toFixed(0)} bytes`, h <= 128]);
   const cycles = QUICK ? 100_000 : 1_000_000;
   target(`heap growth after ${cycles} observe/unsubscribe cycles`, 'heap growth per', (h) => ['< 1 MB', `${((h * cycles) / 1024).toFixed(0)} KiB`, h * cycles < 1024 * 1024]);
@@ -360,6 +400,7 @@ await removeAll(10_000, QUICK ? [herald, floor] : [herald, floor, ...slowPeers],
 await removeAll(100_000, [herald, floor], QUICK ? 3 : 7);
 await idleHeap(QUICK ? 20_000 : 50_000, QUICK ? 1 : 3);
 await cycleGrowth(QUICK ? 100_000 : 1_000_000, QUICK ? 20_000 : 200_000);
+await stores();
 progress('');
 if (QUICK) notes.push('quick run: fewer rounds, removal peers skipped, 100 000 cycles instead of 1 000 000; figures are a smoke test, not a measurement');
 if (!QUICK && results['remove 10000 observers of one key in random order (total)'] !== undefined) {
@@ -378,11 +419,11 @@ const machine = {
   quick: QUICK,
   seconds: Math.round((Date.now() - started) / 1000),
 };
-const table = report();
+const table = `${report()}\n${storeReport()}`;
 console.log(`# herald benchmark — ${machine.date.slice(0, 10)}, ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}${QUICK ? ' (quick)' : ''}`);
 console.log(table);
 for (const note of notes) console.log(`\nnote: ${note}`);
 console.log(`\n(${machine.seconds} s; sink ${readSink() & 0xff})`);
 if (FILTER === undefined) {
-  writeFileSync(new URL(QUICK ? './results.quick.json' : './results.json', import.meta.url), `${JSON.stringify({ machine, results, targets, notes }, null, 2)}\n`);
+  writeFileSync(new URL(QUICK ? './results.quick.json' : './results.json', import.meta.url), `${JSON.stringify({ machine, results, stores: storeResults, targets, notes }, null, 2)}\n`);
 }

@@ -71,7 +71,7 @@ export class SessionStore extends SessionStoreBase {
     return Promise.resolve(ids);
   }
 
-  protected async doUnit<R>(sessionId: string, work: (unit: Unit) => Promise<R>, allowExpired: boolean): Promise<R> {
+  protected async doUnit<R>(sessionId: string, work: (unit: Unit) => Promise<R>, allowExpired: boolean, _prefetch: string | undefined): Promise<R> {
     const session = this.#sessions.get(sessionId);
     if (session === undefined) throw noSession(sessionId);
     let release!: () => void;
