@@ -57,7 +57,8 @@ export class PostgresSessionStore extends SessionStoreBase {
       if (typeof options.connectionString !== 'string' || options.connectionString.length === 0) {
         throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.connectionString', 'a PostgreSQL URL (or pass `pool`)', options.connectionString);
       }
-      this.#pool = new pg.Pool({ connectionString: options.connectionString });
+      // allowExitOnIdle: like the expiry timer, the store's own idle connections never keep a process alive.
+      this.#pool = new pg.Pool({ connectionString: options.connectionString, allowExitOnIdle: true });
       // An idle client whose connection dies is dropped by the pool; without a listener the error would crash the process.
       this.#pool.on('error', () => {});
       this.#ownsPool = true;
