@@ -296,7 +296,7 @@ function storeReport(): string {
   const lines: string[] = [];
   for (const [scenario, byContender] of Object.entries(storeResults)) {
     const h = byContender['herald']!;
-    lines.push(`\n### ${scenario}\n`, '| contender | operations/s | × herald | write → callback p50 | p99 |', '|---|---:|---:|---:|---:|');
+    lines.push(`\n### ${scenario}\n`, '| contender | operations/s | × herald | latency p50 | latency p99 |', '|---|---:|---:|---:|---:|');
     for (const [name, f] of Object.entries(byContender)) {
       lines.push(`| ${name === 'herald' ? '**herald**' : name} | ${f.opsPerSecond.toFixed(0)} | ${x(f.opsPerSecond / h.opsPerSecond)} | ${f.p50Us.toFixed(1)} µs | ${f.p99Us.toFixed(1)} µs |`);
     }
