@@ -4,7 +4,7 @@ import {
   invalidKey, optionalDuration, optionalFunction,
 } from '../internal/assert.js';
 import { Deque } from '../internal/deque.js';
-import { reportObserverError } from '../internal/hooks.js';
+import { errorReporters } from '../internal/hooks.js';
 import { PendingNotifications } from '../delivery/pending.js';
 import { createWatch } from '../delivery/watch-iterator.js';
 import { channels } from '../stats/diagnostics.js';
@@ -109,6 +109,9 @@ export class ObserverManager {
     this.#defaultLimit = queue?.limit ?? DEFAULT_QUEUE_LIMIT;
     this.#defaultOverflow = queue?.overflow ?? DEFAULT_OVERFLOW;
     this.#timeoutMs = callbackTimeoutMs ?? DEFAULT_CALLBACK_TIMEOUT_MS;
+    errorReporters.set(this, (sub, error, change) => {
+      if (sub instanceof Observer && sub.list.host === this.#host) this.#report(sub, error, change);
+    });
     const interval = sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
     if (interval > 0) {
       // Held weakly, so that a hub dropped without close() is not kept alive by its own timer.
@@ -322,15 +325,6 @@ export class ObserverManager {
       uptimeMs: Date.now() - this.#startedAt,
       latency: this.#latency.snapshot(),
     };
-  }
-
-  /**
-   * Reports a failure of `sub`'s callback that happened outside the hub's own
-   * delivery (a store delivering current values first): counted and passed to
-   * `onError` like any other. @internal
-   */
-  [reportObserverError](sub: Subscription, error: unknown, change: Change): void {
-    if (sub instanceof Observer && sub.list.host === this.#host) this.#report(sub, error, change);
   }
 
   /** Runs one cleanup pass now: removes observers whose owner is gone or whose `isAlive` says false. Returns how many. */

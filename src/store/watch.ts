@@ -1,5 +1,5 @@
 import type { ObserverManager } from '../hub/observer-manager.js';
-import { reportObserverError } from '../internal/hooks.js';
+import { errorReporters } from '../internal/hooks.js';
 import type { Change, ObserveOptions, ObserverCallback, Subscription } from '../types.js';
 import type { JsonValue } from './json.js';
 import type { VariableEntry } from './store.js';
@@ -78,7 +78,7 @@ export async function watchVariable(hub: ObserverManager, spec: WatchSpec): Prom
         try {
           await callback(change);
         } catch (error) {
-          hub[reportObserverError](sub, error, change);
+          errorReporters.get(hub)?.(sub, error, change);
         }
       }
     })().finally(() => (initial = undefined));

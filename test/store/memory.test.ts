@@ -70,3 +70,26 @@ test('expiry - the expiry timer never keeps a process alive', async () => {
   const code = await new Promise((resolve) => child.on('exit', resolve));
   assert.equal(code, 0);
 });
+
+test('watch() - an error thrown while the current value is delivered reaches the hub\'s onError and is counted', async (t) => {
+  const errors: unknown[] = [];
+  const hub = new ObserverManager({ sweepIntervalMs: 0, onError: (error) => void errors.push(error) });
+  const store = new SessionStore({ hub, expiryCheckMs: 0 });
+  t.after(async () => {
+    await store.close();
+    await hub.close();
+  });
+  await store.createSession('err');
+  await store.set('err', 'a', 1);
+  const boom = new Error('cannot render the current value');
+  const seen: unknown[] = [];
+  await store.watch('err', 'a', (change) => {
+    if (change.meta['current'] === true) throw boom;
+    seen.push(change.newValue);
+  }, { includeCurrent: true });
+  await store.set('err', 'a', 2);
+  await hub.drain();
+  assert.deepEqual(errors, [boom]);
+  assert.equal(hub.getStats().deliveryErrors, 1);
+  assert.deepEqual(seen, [2], 'later changes still arrive');
+});
