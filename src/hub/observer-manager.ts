@@ -109,9 +109,9 @@ export class ObserverManager {
     this.#defaultLimit = queue?.limit ?? DEFAULT_QUEUE_LIMIT;
     this.#defaultOverflow = queue?.overflow ?? DEFAULT_OVERFLOW;
     this.#timeoutMs = callbackTimeoutMs ?? DEFAULT_CALLBACK_TIMEOUT_MS;
-    errorReporters.set(this, (sub, error, change) => {
-      if (sub instanceof Observer && sub.list.host === this.#host) this.#report(sub, error, change);
-    });
+    // Bound, not an arrow: an arrow here would put `this` in the constructor's context, which the
+    // sweep timer's closure below shares, and the timer would keep a dropped hub alive.
+    errorReporters.set(this, this.#reportExternal.bind(this));
     const interval = sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
     if (interval > 0) {
       // Held weakly, so that a hub dropped without close() is not kept alive by its own timer.
@@ -773,6 +773,11 @@ export class ObserverManager {
   }
 
   // ---- small helpers ----
+
+  /** Reports a failure of an observer's callback that happened outside this hub's delivery. */
+  #reportExternal(sub: Subscription, error: unknown, change: Change): void {
+    if (sub instanceof Observer && sub.list.host === this.#host) this.#report(sub, error, change);
+  }
 
   /** The observer's ext, made on first need (the observer is active: its callback is still in its slot). */
   #extOf(observer: Observer): ObserverExt {

@@ -93,3 +93,14 @@ test('watch() - an error thrown while the current value is delivered reaches the
   assert.equal(hub.getStats().deliveryErrors, 1);
   assert.deepEqual(seen, [2], 'later changes still arrive');
 });
+
+test('expiry - a store dropped without close() is not kept alive by its expiry timer', { skip: (globalThis as { gc?: unknown }).gc === undefined && 'needs node --expose-gc (npm test passes it)' }, async () => {
+  const { collectUntil } = await import('../support/gc.js');
+  let collected = false;
+  const registry = new FinalizationRegistry(() => (collected = true));
+  (() => {
+    const store = new SessionStore({ hub: new ObserverManager({ sweepIntervalMs: 0 }), expiryCheckMs: 1000 });
+    registry.register(store, 'store');
+  })();
+  assert.ok(await collectUntil(() => collected), 'the store was garbage-collected');
+});
