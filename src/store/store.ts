@@ -338,24 +338,36 @@ export abstract class SessionStoreBase implements SessionStoreLike {
     assertCallback(fn, 'fn');
     const txId = `tx-${process.pid}-${Date.now().toString(36)}-${++txCounter}`;
     return this.#mutate(sessionId, { txId }, async (unit, changes) => {
+      // A context kept past its transaction must not reach the unit: in PostgreSQL its connection is back in the pool.
+      let open = true;
+      const assertOpen = (method: string): void => {
+        if (!open) throw new HeraldError('HERALD_SETTLED', `cannot \`tx.${method}\`: transaction ${txId} is over`);
+      };
       const tx: TransactionContext = {
         txId,
         get: async (name) => {
+          assertOpen('get');
           assertName(name);
           return (await unit.read(name))?.value;
         },
         set: async (name, value, meta) => {
+          assertOpen('set');
           assertName(name);
           if (meta !== undefined) checkMeta(meta);
           const stored = await this.#validated(this.#schemas.get(sessionId)?.get(name), value, 'value');
           return this.#setIn(unit, sessionId, name, stored, changes);
         },
         delete: async (name) => {
+          assertOpen('delete');
           assertName(name);
           return this.#deleteIn(unit, name, changes);
         },
       };
-      return fn(tx);
+      try {
+        return await fn(tx);
+      } finally {
+        open = false;
+      }
     });
   }
 

@@ -193,6 +193,18 @@ export function storeSuite(options: StoreSuiteOptions): void {
       assert.equal((await store.list(id)).find((v) => v.name === 'a')!.version, 3);
     });
 
+    test('transaction() - a context kept past its transaction refuses to be used', async (t) => {
+      const { store } = await make(t);
+      const id = uniqueId();
+      await store.createSession(id);
+      let kept: { set(name: string, value: unknown): Promise<unknown> } | undefined;
+      await store.transaction(id, (tx) => {
+        kept = tx;
+      });
+      await assert.rejects(kept!.set('late', 1), { code: 'HERALD_SETTLED' });
+      assert.deepEqual(await store.list(id), []);
+    });
+
     test('transaction() - a function that throws changes nothing and announces nothing', async (t) => {
       const { hub, store } = await make(t);
       const id = uniqueId();
