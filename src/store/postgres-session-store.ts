@@ -75,14 +75,11 @@ export class PostgresSessionStore extends SessionStoreBase {
 
   protected async doCreateSession(sessionId: string, expiresAt: number | undefined, meta: JsonValue): Promise<SessionInfo | undefined> {
     await this.#ensureTables();
-    const now = Date.now();
-    // An expired session not yet swept is replaced, as in memory.
     const { rows } = await this.#pool.query<SessionRow>(
-      `INSERT INTO ${this.#sessions} AS s (id, created_at, expires_at, meta) VALUES ($1, $2, $3, $4::jsonb)
-       ON CONFLICT (id) DO UPDATE SET created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, meta = EXCLUDED.meta
-       WHERE s.expires_at IS NOT NULL AND s.expires_at <= $2
+      `INSERT INTO ${this.#sessions} (id, created_at, expires_at, meta) VALUES ($1, $2, $3, $4::jsonb)
+       ON CONFLICT (id) DO NOTHING
        RETURNING id, created_at, expires_at, meta`,
-      [sessionId, now, expiresAt ?? null, JSON.stringify(meta)],
+      [sessionId, Date.now(), expiresAt ?? null, JSON.stringify(meta)],
     );
     return rows[0] === undefined ? undefined : toInfo(rows[0]);
   }

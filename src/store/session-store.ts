@@ -32,11 +32,9 @@ export class SessionStore extends SessionStoreBase {
   }
 
   protected doCreateSession(sessionId: string, expiresAt: number | undefined, meta: JsonValue): Promise<SessionInfo | undefined> {
-    const existing = this.#sessions.get(sessionId);
-    if (existing !== undefined && !expired(existing.info)) return Promise.resolve(undefined);
+    if (this.#sessions.has(sessionId)) return Promise.resolve(undefined);
     const info: SessionInfo = Object.freeze({ id: sessionId, createdAt: Date.now(), expiresAt, meta });
-    // An expired session not yet swept is replaced: its variables go with it, unannounced, as the sweep would have.
-    this.#sessions.set(sessionId, { info, variables: new Map(), lock: existing?.lock ?? Promise.resolve() });
+    this.#sessions.set(sessionId, { info, variables: new Map(), lock: Promise.resolve() });
     return Promise.resolve(info);
   }
 

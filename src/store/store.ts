@@ -200,6 +200,7 @@ export abstract class SessionStoreBase implements SessionStoreLike {
 
   // ---- what an engine implements ----
 
+  /** Creates a session; undefined when one with that id exists (expired ones have been ended before this is called). */
   protected abstract doCreateSession(sessionId: string, expiresAt: number | undefined, meta: JsonValue): Promise<SessionInfo | undefined>;
   protected abstract doGetSession(sessionId: string): Promise<SessionInfo | undefined>;
   protected abstract doTouch(sessionId: string, expiresAt: number | undefined): Promise<SessionInfo | undefined>;
@@ -227,6 +228,9 @@ export abstract class SessionStoreBase implements SessionStoreLike {
     const ttlMs = options?.ttlMs ?? this.#defaultTtlMs;
     if (ttlMs !== undefined) assertTtl(ttlMs, 'options.ttlMs');
     const meta = options?.meta === undefined ? null : toJson(options.meta, 'options.meta');
+    // An expired session not yet swept ends first, as the sweep would end it: announced, its watchers ended.
+    const existing = await this.doGetSession(sessionId);
+    if (existing !== undefined && isExpired(existing)) await this.#endSession(sessionId, 'expired');
     const info = await this.doCreateSession(sessionId, ttlMs === undefined ? undefined : Date.now() + ttlMs, meta);
     if (info === undefined) throw new HeraldError('HERALD_SESSION_EXISTS', `session ${JSON.stringify(sessionId)} exists already`);
     return info;

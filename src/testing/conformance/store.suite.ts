@@ -260,6 +260,24 @@ export function storeSuite(options: StoreSuiteOptions): void {
       await assert.rejects(store.set(id, 'a', 2), { code: 'HERALD_NO_SESSION' });
     });
 
+    test('createSession() - an expired session not yet swept ends first: its variables do not carry over', async (t) => {
+      const { hub, store } = await make(t);
+      const id = uniqueId();
+      await store.createSession(id, { ttlMs: 60_000 });
+      await store.set(id, 'old', 1);
+      const reasons: CloseReason[] = [];
+      await store.watch(id, 'old', () => {}, { onClose: (r) => void reasons.push(r) });
+      const info = await store.touch(id, 1);
+      await clockPast(info.expiresAt!);
+      const seen = collectAll(hub);
+      await store.createSession(id);
+      assert.deepEqual(await store.list(id), []);
+      await hub.drain();
+      await hub.drain();
+      assert.deepEqual(seen.map((c) => [c.meta['name'], c.oldValue, c.newValue, c.meta['sessionEnded']]), [['old', 1, undefined, 'expired']]);
+      assert.deepEqual(reasons, ['session-ended']);
+    });
+
     test('set() - in a strict store, a variable must be defined first', async (t) => {
       const { store } = await make(t, { strict: true });
       const id = uniqueId();
