@@ -119,6 +119,8 @@ export interface StoredVariable {
 /** One real change made inside a unit of work. @internal */
 export interface VariableChange {
   readonly name: string;
+  /** What the caller passed with this write (a transaction's `tx.set(name, value, meta)`). */
+  readonly meta?: Record<string, unknown>;
   readonly oldValue: JsonValue | undefined;
   readonly newValue: JsonValue | undefined;
   readonly version: number;
@@ -357,9 +359,9 @@ export abstract class SessionStoreBase implements SessionStoreLike {
         set: async (name, value, meta) => {
           assertOpen('set');
           assertName(name);
-          if (meta !== undefined) checkMeta(meta);
+          const writeMeta = checkMeta(meta);
           const stored = await this.#validated(this.#schemas.get(sessionId)?.get(name), value, 'value');
-          return this.#setIn(unit, sessionId, name, stored, changes);
+          return this.#setIn(unit, sessionId, name, stored, changes, writeMeta);
         },
         delete: async (name) => {
           assertOpen('delete');
@@ -429,12 +431,14 @@ export abstract class SessionStoreBase implements SessionStoreLike {
     for (const change of changes) last.set(change.name, change.version);
     for (const change of changes) {
       const version = last.get(change.name)!;
-      pending.notify(variableKey(sessionId, change.name), change.oldValue, change.newValue, { ...meta, sessionId, name: change.name, version });
+      pending.notify(variableKey(sessionId, change.name), change.oldValue, change.newValue, { ...meta, ...change.meta, sessionId, name: change.name, version });
     }
     pending.commit();
   }
 
-  async #setIn(unit: Unit, sessionId: string, name: string, value: JsonValue, changes: VariableChange[]): Promise<SetResult> {
+  async #setIn(
+    unit: Unit, sessionId: string, name: string, value: JsonValue, changes: VariableChange[], meta?: Record<string, unknown>,
+  ): Promise<SetResult> {
     const current = await unit.read(name);
     if (current === undefined && this.#strict) {
       throw new HeraldError('HERALD_NO_VARIABLE', `variable ${JSON.stringify(name)} of session ${JSON.stringify(sessionId)} was never defined (the store is strict)`);
@@ -444,7 +448,7 @@ export abstract class SessionStoreBase implements SessionStoreLike {
     }
     const version = (current?.version ?? 0) + 1;
     await unit.write(name, value, version);
-    changes.push({ name, oldValue: current?.value, newValue: value, version });
+    changes.push(meta === undefined ? { name, oldValue: current?.value, newValue: value, version } : { name, oldValue: current?.value, newValue: value, version, meta });
     return { oldValue: current?.value, newValue: value, version };
   }
 

@@ -178,7 +178,7 @@ export function storeSuite(options: StoreSuiteOptions): void {
       const result = await store.transaction(id, async (tx) => {
         await tx.set('a', 2);
         await tx.set('a', 3);
-        await tx.set('b', 'x');
+        await tx.set('b', 'x', { reason: 'import' });
         assert.equal(await tx.get('a'), 3);
         await hub.drain();
         assert.equal(seen.length, 0, 'nothing is announced before commit');
@@ -187,6 +187,7 @@ export function storeSuite(options: StoreSuiteOptions): void {
       assert.equal(result, 'done');
       await hub.drain();
       assert.deepEqual(seen.map((c) => [c.meta['name'], c.oldValue, c.newValue]), [['a', 1, 3], ['b', undefined, 'x']]);
+      assert.equal(seen[1]!.meta['reason'], 'import', "a write's own meta is announced with it");
       const txIds = new Set(seen.map((c) => c.meta['txId']));
       assert.equal(txIds.size, 1);
       assert.equal(typeof [...txIds][0], 'string');
