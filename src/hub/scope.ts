@@ -1,5 +1,6 @@
 import { ClosedError } from '../errors.js';
-import type { CloseReason, ObserveOptions, ObserverCallback, Subscription } from '../types.js';
+import { tracking } from '../internal/tracking.js';
+import type { ObserveOptions, ObserverCallback, Subscription } from '../types.js';
 import type { ObserverManager } from './observer-manager.js';
 
 /**
@@ -51,16 +52,7 @@ export class Scope implements Disposable {
 
   #track(register: (options: ObserveOptions) => Subscription, options: ObserveOptions | undefined): Subscription {
     if (this.#disposed) throw new ClosedError('cannot `observe`: the scope is disposed');
-    const userOnClose = options?.onClose;
-    // onClose may run inside register() (an already aborted signal), before `sub` exists.
-    const registered: { sub: Subscription | undefined; closed: boolean } = { sub: undefined, closed: false };
-    const onClose = (reason: CloseReason): void => {
-      registered.closed = true;
-      if (registered.sub !== undefined) this.#subs.delete(registered.sub);
-      userOnClose?.(reason);
-    };
-    const sub = (registered.sub = register({ ...options, onClose }));
-    if (!registered.closed) this.#subs.add(sub);
-    return sub;
+    const tracked = tracking(this.#subs, options);
+    return tracked.track(register(tracked.options));
   }
 }

@@ -1,5 +1,5 @@
 import type { JsonValue } from './json.js';
-import { noSession, SessionStoreBase, type SessionInfo, type StoreOptions, type StoredVariable, type Unit, type VariableEntry } from './store.js';
+import { isExpired, noSession, SessionStoreBase, type SessionInfo, type StoreOptions, type StoredVariable, type Unit, type VariableEntry } from './store.js';
 
 interface MemorySession {
   info: SessionInfo;
@@ -44,7 +44,7 @@ export class SessionStore extends SessionStoreBase {
 
   protected doTouch(sessionId: string, expiresAt: number | undefined): Promise<SessionInfo | undefined> {
     const session = this.#sessions.get(sessionId);
-    if (session === undefined || expired(session.info)) return Promise.resolve(undefined);
+    if (session === undefined || isExpired(session.info)) return Promise.resolve(undefined);
     session.info = Object.freeze({ ...session.info, expiresAt });
     return Promise.resolve(session.info);
   }
@@ -78,7 +78,7 @@ export class SessionStore extends SessionStoreBase {
     await previous;
     try {
       // Checked under the lock: the session may have ended while this unit waited.
-      if (this.#sessions.get(sessionId) !== session || (expired(session.info) && !allowExpired)) throw noSession(sessionId);
+      if (this.#sessions.get(sessionId) !== session || (isExpired(session.info) && !allowExpired)) throw noSession(sessionId);
       const writes = new Map<string, StoredVariable | typeof REMOVED>();
       let dropped = false;
       const unit: Unit = {
@@ -119,8 +119,4 @@ export class SessionStore extends SessionStoreBase {
     this.#sessions.clear();
     return Promise.resolve();
   }
-}
-
-function expired(info: SessionInfo): boolean {
-  return info.expiresAt !== undefined && info.expiresAt <= Date.now();
 }

@@ -1,6 +1,7 @@
 import { HeraldError, InvalidArgumentError, InvalidValueError } from '../errors.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
 import { assertCallback, assertOptions, isPlainObject } from '../internal/assert.js';
+import { tracking } from '../internal/tracking.js';
 import type { ObserveOptions, ObserverCallback, Subscription } from '../types.js';
 import { jsonEqual, toJson, type JsonValue } from './json.js';
 import { isStandardSchema, type StandardSchemaV1 } from './standard-schema.js';
@@ -493,18 +494,15 @@ export abstract class SessionStoreBase implements SessionStoreLike {
     let watchers = this.#watchers.get(sessionId);
     if (watchers === undefined) this.#watchers.set(sessionId, (watchers = new Set()));
     const set = watchers;
-    const userOnClose = observeOptions.onClose;
-    // onClose may run inside the registration (an already aborted signal), before the handle exists.
-    const registered: { sub: Subscription | undefined } = { sub: undefined };
-    const onClose: ObserveOptions['onClose'] = (reason) => {
-      if (registered.sub !== undefined) set.delete(registered.sub);
-      userOnClose?.(reason);
-    };
-    const sub = (registered.sub = await watchVariable(this.hub, {
-      keyOrPattern, isPattern, sessionId, callback, options: { ...observeOptions, onClose }, includeCurrent, readCurrent,
+    // Once a session's last watcher goes, nothing of it stays here.
+    const tracked = tracking(set, observeOptions, () => {
+      if (this.#watchers.get(sessionId) === set) this.#watchers.delete(sessionId);
+    });
+    const sub = tracked.track(await watchVariable(this.hub, {
+      keyOrPattern, isPattern, sessionId, callback, options: tracked.options, includeCurrent, readCurrent,
       keyOf: (name) => variableKey(sessionId, name),
     }));
-    if (sub.active) set.add(sub);
+    if (set.size === 0 && this.#watchers.get(sessionId) === set) this.#watchers.delete(sessionId);
     return sub;
   }
 
@@ -556,6 +554,7 @@ function checkMeta(meta: unknown): Record<string, unknown> {
   return { ...meta };
 }
 
-function isExpired(info: SessionInfo): boolean {
+/** @internal */
+export function isExpired(info: SessionInfo): boolean {
   return info.expiresAt !== undefined && info.expiresAt <= Date.now();
 }
