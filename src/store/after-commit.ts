@@ -1,8 +1,9 @@
 import type pg from 'pg';
 import type { PendingNotifications } from '../delivery/pending.js';
-import { HeraldError, InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../errors.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
 import { assertCallback } from '../internal/assert.js';
+import { inTransaction } from './pg-transaction.js';
 
 /** Options of {@link withTransaction}. */
 export interface WithTransactionOptions {
@@ -43,26 +44,18 @@ export async function withTransaction<R>(
   if (!ISOLATION_LEVELS.includes(level)) {
     throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.isolationLevel', ISOLATION_LEVELS.join(', '), level);
   }
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  const onError = (error: Error): void => void (broken ??= error);
-  client.on('error', onError);
   const pending = hub.defer();
-  let failed = false;
   try {
-    await client.query(`BEGIN ISOLATION LEVEL ${level.toUpperCase()}`);
-    const result = await fn(client, pending);
-    if (broken !== undefined) throw new HeraldError('HERALD_STORE', `the connection was lost during the transaction: ${broken.message}`, { cause: broken });
-    await client.query('COMMIT');
-    pending.commit();
-    return result;
+    return await inTransaction(pool, async (client, assertConnected) => {
+      await client.query(`BEGIN ISOLATION LEVEL ${level.toUpperCase()}`);
+      const result = await fn(client, pending);
+      assertConnected();
+      await client.query('COMMIT');
+      pending.commit();
+      return result;
+    });
   } catch (error) {
-    failed = true;
     pending.discard();
-    await client.query('ROLLBACK').catch(() => {});
     throw error;
-  } finally {
-    client.off('error', onError);
-    client.release(failed ? true : undefined);
   }
 }

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { HeraldError, InvalidArgumentError } from '../errors.js';
 import type { JsonValue } from './json.js';
+import { inTransaction } from './pg-transaction.js';
 import { noSession, SessionStoreBase, type SessionInfo, type StoreOptions, type StoredVariable, type Unit, type VariableEntry } from './store.js';
 
 /** Options of {@link PostgresSessionStore}: a `pool` of yours, or a `connectionString` for one the store owns. */
@@ -132,78 +133,68 @@ export class PostgresSessionStore extends SessionStoreBase {
 
   protected async doUnit<R>(sessionId: string, work: (unit: Unit) => Promise<R>, allowExpired: boolean, prefetch: string | undefined): Promise<R> {
     await this.#ensureTables();
-    const client = await this.#pool.connect();
-    // A connection that dies while the caller's code runs (no query in flight) is reported as an event: it must not crash the process.
-    let broken: Error | undefined;
-    const onError = (error: Error): void => void (broken ??= error);
-    client.on('error', onError);
-    let failed = false;
     try {
-      // BEGIN, the session's row lock and (for a one-variable operation) that variable, in one round trip.
-      // The variable is read by its own statement, after the lock is held: under READ COMMITTED each
-      // statement sees what committed before it began, where a join in the locking statement could see
-      // a value from before the wait. The session lock serialises every unit on the session, so variable
-      // rows need no lock of their own.
-      const lock = `SELECT expires_at FROM ${this.#sessions} WHERE id = ${client.escapeLiteral(sessionId)} FOR UPDATE`;
-      const fetch = prefetch === undefined
-        ? ''
-        : `; SELECT value, value IS NULL AS unset, version FROM ${this.#variables}
-            WHERE session_id = ${client.escapeLiteral(sessionId)} AND name = ${client.escapeLiteral(prefetch)}`;
-      const results = (await client.query(`BEGIN; ${lock}${fetch}`)) as unknown as pg.QueryResult[];
-      const row = (results[1] as pg.QueryResult<{ expires_at: string | null }> | undefined)?.rows[0];
-      if (row === undefined || (!allowExpired && row.expires_at !== null && Number(row.expires_at) <= Date.now())) throw noSession(sessionId);
-      // What this unit knows of its variables, its own writes included; the writes wait for the COMMIT.
-      const known = new Map<string, StoredVariable | undefined>();
-      const writes: string[] = [];
-      if (prefetch !== undefined) {
-        const variable = (results[2] as pg.QueryResult<StoredRow> | undefined)?.rows[0];
-        known.set(prefetch, variable === undefined ? undefined : toStored(variable));
-      }
-      const unit: Unit = {
-        read: async (name) => {
-          if (known.has(name)) return known.get(name);
-          const result = await client.query<StoredRow>(
-            `SELECT value, value IS NULL AS unset, version FROM ${this.#variables} WHERE session_id = $1 AND name = $2`, [sessionId, name],
-          );
-          const stored = result.rows[0] === undefined ? undefined : toStored(result.rows[0]);
-          known.set(name, stored);
-          return stored;
-        },
-        write: (name, value, version) => {
-          const json = value === undefined ? 'NULL' : `${client.escapeLiteral(JSON.stringify(value))}::jsonb`;
-          writes.push(`INSERT INTO ${this.#variables} (session_id, name, value, version)
-            VALUES (${client.escapeLiteral(sessionId)}, ${client.escapeLiteral(name)}, ${json}, ${version})
-            ON CONFLICT (session_id, name) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version`);
-          known.set(name, { value, version });
-          return Promise.resolve();
-        },
-        remove: (name) => {
-          writes.push(`DELETE FROM ${this.#variables} WHERE session_id = ${client.escapeLiteral(sessionId)} AND name = ${client.escapeLiteral(name)}`);
-          known.set(name, undefined);
-          return Promise.resolve();
-        },
-        dropSession: async () => {
-          const result = await client.query<StoredRow & { name: string }>(
-            `SELECT name, value, value IS NULL AS unset, version FROM ${this.#variables} WHERE session_id = $1 ORDER BY name`, [sessionId],
-          );
-          writes.push(`DELETE FROM ${this.#sessions} WHERE id = ${client.escapeLiteral(sessionId)}`);
-          return result.rows.map((r) => ({ name: r.name, ...toStored(r) }));
-        },
-      };
-      const result = await work(unit);
-      if (broken !== undefined) throw storeError('the connection was lost during the transaction', broken);
-      // The unit's writes go with the COMMIT, in one round trip: if one fails, the rest of the query is skipped and nothing commits.
-      await client.query([...writes, 'COMMIT'].join(';\n'));
-      return result;
+      return await inTransaction(this.#pool, async (client, assertConnected) => {
+        // BEGIN, the session's row lock and (for a one-variable operation) that variable, in one round trip.
+        // The variable is read by its own statement, after the lock is held: under READ COMMITTED each
+        // statement sees what committed before it began, where a join in the locking statement could see
+        // a value from before the wait. The session lock serialises every unit on the session, so variable
+        // rows need no lock of their own.
+        const lock = `SELECT expires_at FROM ${this.#sessions} WHERE id = ${client.escapeLiteral(sessionId)} FOR UPDATE`;
+        const fetch = prefetch === undefined
+          ? ''
+          : `; SELECT value, value IS NULL AS unset, version FROM ${this.#variables}
+              WHERE session_id = ${client.escapeLiteral(sessionId)} AND name = ${client.escapeLiteral(prefetch)}`;
+        const results = (await client.query(`BEGIN; ${lock}${fetch}`)) as unknown as pg.QueryResult[];
+        const row = (results[1] as pg.QueryResult<{ expires_at: string | null }> | undefined)?.rows[0];
+        if (row === undefined || (!allowExpired && row.expires_at !== null && Number(row.expires_at) <= Date.now())) throw noSession(sessionId);
+        // What this unit knows of its variables, its own writes included; the writes wait for the COMMIT.
+        const known = new Map<string, StoredVariable | undefined>();
+        const writes: string[] = [];
+        if (prefetch !== undefined) {
+          const variable = (results[2] as pg.QueryResult<StoredRow> | undefined)?.rows[0];
+          known.set(prefetch, variable === undefined ? undefined : toStored(variable));
+        }
+        const unit: Unit = {
+          read: async (name) => {
+            if (known.has(name)) return known.get(name);
+            const result = await client.query<StoredRow>(
+              `SELECT value, value IS NULL AS unset, version FROM ${this.#variables} WHERE session_id = $1 AND name = $2`, [sessionId, name],
+            );
+            const stored = result.rows[0] === undefined ? undefined : toStored(result.rows[0]);
+            known.set(name, stored);
+            return stored;
+          },
+          write: (name, value, version) => {
+            const json = value === undefined ? 'NULL' : `${client.escapeLiteral(JSON.stringify(value))}::jsonb`;
+            writes.push(`INSERT INTO ${this.#variables} (session_id, name, value, version)
+              VALUES (${client.escapeLiteral(sessionId)}, ${client.escapeLiteral(name)}, ${json}, ${version})
+              ON CONFLICT (session_id, name) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version`);
+            known.set(name, { value, version });
+            return Promise.resolve();
+          },
+          remove: (name) => {
+            writes.push(`DELETE FROM ${this.#variables} WHERE session_id = ${client.escapeLiteral(sessionId)} AND name = ${client.escapeLiteral(name)}`);
+            known.set(name, undefined);
+            return Promise.resolve();
+          },
+          dropSession: async () => {
+            const result = await client.query<StoredRow & { name: string }>(
+              `SELECT name, value, value IS NULL AS unset, version FROM ${this.#variables} WHERE session_id = $1 ORDER BY name`, [sessionId],
+            );
+            writes.push(`DELETE FROM ${this.#sessions} WHERE id = ${client.escapeLiteral(sessionId)}`);
+            return result.rows.map((r) => ({ name: r.name, ...toStored(r) }));
+          },
+        };
+        const result = await work(unit);
+        assertConnected();
+        // The unit's writes go with the COMMIT, in one round trip: if one fails, the rest of the query is skipped and nothing commits.
+        await client.query([...writes, 'COMMIT'].join(';\n'));
+        return result;
+      });
     } catch (error) {
-      failed = true;
-      await client.query('ROLLBACK').catch(() => {});
       if (error instanceof HeraldError) throw error;
       throw storeError('the transaction failed and was rolled back; nothing was changed or announced', error);
-    } finally {
-      client.off('error', onError);
-      // A client that failed is not trusted again: the pool replaces it.
-      client.release(failed || broken !== undefined ? true : undefined);
     }
   }
 
