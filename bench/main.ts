@@ -6,7 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { setImmediate as nextTask } from 'node:timers/promises';
-import { ALL, emittery, eventTarget, floor, herald, makeObservers, nodeEvents, PEERS, readSink, type Contender, type Fn, type Instance } from './contenders.js';
+import { ALL, floor, herald, makeObservers, PEERS, readSink, type Contender, type Fn, type Instance } from './contenders.js';
 import { memoryStoreBench, postgresProblem, postgresStoreBench, type StoreResults } from './stores.js';
 
 const started = Date.now();
@@ -385,7 +385,6 @@ function report(): string {
 // ---- main ----
 
 const R = QUICK ? 3 : 21;
-const slowPeers = [nodeEvents, eventTarget, ...PEERS.filter((p) => p !== nodeEvents && p !== eventTarget)];
 
 fixedCosts(QUICK ? 3 : 15);
 await fanout(1, 1, 2000, R);
@@ -396,7 +395,7 @@ for (const kinds of [1, 8] as const) {
 }
 await mixedHub(R);
 await churn(QUICK ? 50 : 200, R);
-await removeAll(10_000, QUICK ? [herald, floor] : [herald, floor, ...slowPeers], QUICK ? 3 : 7);
+await removeAll(10_000, QUICK ? [herald, floor] : [herald, floor, ...PEERS], QUICK ? 3 : 7);
 await removeAll(100_000, [herald, floor], QUICK ? 3 : 7);
 await idleHeap(QUICK ? 20_000 : 50_000, QUICK ? 1 : 3);
 await cycleGrowth(QUICK ? 100_000 : 1_000_000, QUICK ? 20_000 : 200_000);
@@ -406,7 +405,6 @@ if (QUICK) notes.push('quick run: fewer rounds, removal peers skipped, 100 000 c
 if (!QUICK && results['remove 10000 observers of one key in random order (total)'] !== undefined) {
   notes.push('remove 100 000: peers not run (each is O(n) per removal: minutes)');
 }
-void emittery;
 
 evaluateTargets();
 const machine = {
