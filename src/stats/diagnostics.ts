@@ -1,8 +1,8 @@
 import diagnostics_channel from 'node:diagnostics_channel';
 
 /**
- * Channels herald publishes on. Publishing is guarded by `hasSubscribers`,
- * so telemetry costs nothing while nobody listens.
+ * Channels herald publishes on. Publishing is guarded by `hasSubscribers`:
+ * while nobody listens, a notify reads that flag and builds no message.
  *
  * - `herald:notify`: `{ hub, change, observers }` for each accepted change.
  * - `herald:observer`: `{ hub, event: 'added' | 'removed', id, key, reason? }`.
