@@ -13,7 +13,10 @@ export type HeraldErrorCode =
   | 'HERALD_SESSION_EXISTS'
   | 'HERALD_INVALID_VALUE'
   | 'HERALD_UNSERIALIZABLE'
-  | 'HERALD_STORE';
+  | 'HERALD_STORE'
+  | 'HERALD_TOO_LARGE'
+  | 'HERALD_GAP'
+  | 'HERALD_BACKPLANE';
 
 /**
  * Every error herald throws or reports. `code` is stable and meant for

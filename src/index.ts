@@ -13,6 +13,10 @@
  */
 export { ObserverManager, DEFAULT_CALLBACK_TIMEOUT_MS, DEFAULT_OVERFLOW, DEFAULT_QUEUE_LIMIT, DEFAULT_SWEEP_INTERVAL_MS } from './hub/observer-manager.js';
 export { Scope } from './hub/scope.js';
+export {
+  Backplane, isGap, type BackplaneOptions, type BackplaneState, type BackplaneStats, type Gap, type GapReason, type ReconnectOptions,
+} from './cluster/backplane.js';
+export { jsonCodec, type Codec, type WireChange } from './cluster/codec.js';
 export { PendingNotifications } from './delivery/pending.js';
 export { ClosedError, HeraldError, InvalidArgumentError, InvalidValueError, TimeoutError, type HeraldErrorCode } from './errors.js';
 export { SessionStore } from './store/session-store.js';

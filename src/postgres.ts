@@ -1,6 +1,7 @@
 /**
- * herald/postgres: the durable session store and after-commit announcements
- * on PostgreSQL, through `pg` (an optional peer dependency).
+ * herald/postgres: the durable session store, after-commit announcements and
+ * a backplane (LISTEN/NOTIFY with an outbox) on PostgreSQL, through `pg` (an
+ * optional peer dependency).
  *
  * @example
  * ```ts
@@ -11,3 +12,4 @@
  */
 export { PostgresSessionStore, type PostgresStoreOptions } from './store/postgres-session-store.js';
 export { withTransaction, type WithTransactionOptions } from './store/after-commit.js';
+export { PostgresBackplane, type PostgresBackplaneOptions } from './cluster/postgres.js';

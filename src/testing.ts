@@ -17,3 +17,5 @@ export { expectNoChange } from './testing/expect-no-change.js';
 export { hubSuite, type ConformingHub, type HubSuiteOptions } from './testing/conformance/hub.suite.js';
 export { storeSuite, type StoreSuiteOptions } from './testing/conformance/store.suite.js';
 export type { HubLike } from './testing/hub-like.js';
+export { backplaneSuite, type BackplaneSuiteOptions } from './testing/conformance/backplane.suite.js';
+export { serveClusterNode } from './testing/cluster-node.js';

@@ -1,3 +1,5 @@
+import type { Backplane, BackplaneState, BackplaneStats, Gap } from './cluster/backplane.js';
+
 /** What the notifier attached to a change; stores add `sessionId`, `txId`, ... Always frozen. */
 export type Meta = Readonly<Record<string, unknown>>;
 
@@ -57,6 +59,12 @@ export interface ObserveOptions {
   readonly queue?: QueueOptions;
   /** Called exactly once when the observer goes, with why. */
   readonly onClose?: (reason: CloseReason) => void;
+  /**
+   * Called when the hub's backplane may have missed changes of other nodes
+   * (a lost connection, a slow consumer): re-read the state you keep. Called
+   * after the changes queued for this observer before the gap.
+   */
+  readonly onGap?: (gap: Gap) => void;
 }
 
 /** Options of {@link ObserverManager.watch}. */
@@ -66,6 +74,14 @@ export interface WatchOptions {
   /** @default the hub's `queue` option */
   readonly queue?: QueueOptions;
   readonly label?: string;
+  /**
+   * What the iterator does when the backplane may have missed changes:
+   * `'throw'` rejects `next()` with a `HeraldError` coded `HERALD_GAP` and ends
+   * the iteration (re-read and watch again); `'yield'` yields a {@link Gap}
+   * marker (tell it apart with `isGap`) and goes on.
+   * @default 'throw'
+   */
+  readonly gaps?: 'throw' | 'yield';
 }
 
 /** The handle returned by `observe`. */
@@ -99,6 +115,12 @@ export interface HubOptions {
   readonly queue?: QueueOptions;
   /** How long an observer's returned promise may hold its next delivery. @default 30000 */
   readonly callbackTimeoutMs?: number;
+  /**
+   * Makes this hub one node of a cluster: changes notified on any node reach
+   * the observers of every node (`herald/redis`, `herald/nats`, `herald/postgres`).
+   * The hub owns it from then on: `hub.close()` closes it.
+   */
+  readonly backplane?: Backplane;
 }
 
 /** Dispatch latency (notify accepted → its fan-out began), from a sample of recent changes. */
@@ -138,6 +160,10 @@ export interface Stats {
   readonly queued: number;
   readonly uptimeMs: number;
   readonly latency: LatencyStats;
+  /** Gap signals handed to observers (`onGap` and `watch()` markers). */
+  readonly gapSignals: number;
+  /** The backplane's state and counters; absent on a hub of one process. */
+  readonly backplane?: BackplaneStats;
 }
 
 /** One observer as {@link ObserverManager.inspect} shows it. */
@@ -151,6 +177,8 @@ export interface ObserverInfo {
   readonly delivered: number;
   readonly errors: number;
   readonly dropped: number;
+  /** Gap signals this observer received. */
+  readonly gaps: number;
 }
 
 /** What {@link ObserverManager.inspect} returns. */
@@ -158,4 +186,6 @@ export interface Inspection {
   readonly key: string;
   readonly observerCount: number;
   readonly observers: readonly ObserverInfo[];
+  /** On a clustered hub: the backplane's state, and whether the engine holds a subscription for this key itself. */
+  readonly backplane?: { readonly state: BackplaneState; readonly subscribed: boolean };
 }

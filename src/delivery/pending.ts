@@ -2,6 +2,23 @@ import { ClosedError, HeraldError } from '../errors.js';
 import { assertKey, freezeMeta } from '../internal/assert.js';
 import type { Meta } from '../types.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
+import { localDelivery } from '../internal/hooks.js';
+
+/** A change of a batch, as an outbox writes it. @internal */
+export interface BatchedChange {
+  readonly key: string;
+  readonly oldValue: unknown;
+  readonly newValue: unknown;
+  readonly meta: Meta;
+}
+
+/**
+ * Hands over a batch's changes for an outbox written in the same
+ * transaction, and marks the batch so that its `commit()` delivers them on
+ * this node only: the outbox announces them to the others. Unchanged keys
+ * are left out. Undefined when the hub has no backplane. @internal
+ */
+export let takeForOutbox: (pending: PendingNotifications) => BatchedChange[] | undefined;
 
 interface Buffered {
   readonly oldValue: unknown;
@@ -21,6 +38,22 @@ export class PendingNotifications implements Disposable {
   readonly #hub: ObserverManager;
   readonly #changes = new Map<string, Buffered>();
   #state: 'open' | 'committed' | 'discarded' = 'open';
+  /** Set when an outbox in the transaction announces the batch to the other nodes. */
+  #outboxed = false;
+
+  static {
+    takeForOutbox = (pending) => {
+      const local = localDelivery.get(pending.#hub);
+      if (local === undefined) return undefined;
+      pending.#assertOpen('commit');
+      pending.#outboxed = true;
+      const changes: BatchedChange[] = [];
+      for (const [key, { oldValue, newValue, meta }] of pending.#changes) {
+        if (!local.unchanged(oldValue, newValue)) changes.push({ key, oldValue, newValue, meta });
+      }
+      return changes;
+    };
+  }
 
   /** @internal Made by {@link ObserverManager.defer}. */
   constructor(hub: ObserverManager) {
@@ -42,6 +75,7 @@ export class PendingNotifications implements Disposable {
     this.#assertOpen('notify');
     assertKey(key);
     const frozen = freezeMeta(meta);
+    this.#hub.backplane?.assertEncodable(key, oldValue, newValue, frozen);
     const buffered = this.#changes.get(key);
     if (buffered === undefined) {
       this.#changes.set(key, { oldValue, newValue, meta: frozen });
@@ -61,8 +95,9 @@ export class PendingNotifications implements Disposable {
     if (this.#hub.closed) throw new ClosedError('cannot `commit`: the hub is closed');
     this.#state = 'committed';
     let announced = 0;
+    const local = this.#outboxed ? localDelivery.get(this.#hub) : undefined;
     for (const [key, { oldValue, newValue, meta }] of this.#changes) {
-      if (this.#hub.notify(key, oldValue, newValue, meta)) announced++;
+      if (local !== undefined ? local.notifyLocal(key, oldValue, newValue, meta) : this.#hub.notify(key, oldValue, newValue, meta)) announced++;
     }
     this.#changes.clear();
     return announced;

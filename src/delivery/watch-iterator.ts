@@ -1,3 +1,5 @@
+import type { Gap } from '../cluster/backplane.js';
+import { HeraldError } from '../errors.js';
 import type { Change, CloseReason, ObserveOptions, ObserverCallback, Subscription, WatchOptions } from '../types.js';
 
 type Register = (callback: ObserverCallback, options: ObserveOptions) => Subscription;
@@ -14,19 +16,37 @@ class WatchState<T> {
   held: Change<T> | undefined = undefined;
   /** Tells the hub the held change was taken, so it may hand over the next one. */
   release: (() => void) | undefined = undefined;
+  /** A gap marker not yet taken: it comes before `held`, which arrived after it. */
+  gap: Gap | undefined = undefined;
+  /** The `HERALD_GAP` error that ends an iterator in `'throw'` mode, until a `next()` takes it. */
+  error: HeraldError | undefined = undefined;
   /** `next()` calls waiting for a change, oldest first (the protocol allows several at once). */
-  waiters: ((result: IteratorResult<Change<T>>) => void)[] = [];
+  waiters: Waiter<T>[] = [];
 
   finish(): void {
     this.done = true;
     this.held = undefined;
+    this.gap = undefined;
     const release = this.release;
     const waiters = this.waiters;
     this.release = undefined;
     this.waiters = [];
     release?.();
-    for (const waiter of waiters) waiter({ done: true, value: undefined });
+    for (const waiter of waiters) waiter.resolve({ done: true, value: undefined });
   }
+
+  /** A gap in `'throw'` mode: the first waiting (or next) `next()` rejects, then the iterator is done. */
+  fail(error: HeraldError): void {
+    const waiter = this.waiters.shift();
+    this.finish();
+    if (waiter !== undefined) waiter.reject(error);
+    else this.error = error;
+  }
+}
+
+interface Waiter<T> {
+  resolve(result: IteratorResult<Change<T> | Gap>): void;
+  reject(error: unknown): void;
 }
 
 /**
@@ -34,15 +54,25 @@ class WatchState<T> {
  * what the consumer has not read yet, so its bound, overflow policy and
  * counters apply unchanged; the callback's promise is the back-pressure.
  */
-class WatchIterator<T> implements AsyncIterableIterator<Change<T>> {
+class WatchIterator<T> implements AsyncIterableIterator<Change<T> | Gap> {
   readonly #state: WatchState<T>;
 
   constructor(state: WatchState<T>) {
     this.#state = state;
   }
 
-  next(): Promise<IteratorResult<Change<T>>> {
+  next(): Promise<IteratorResult<Change<T> | Gap>> {
     const state = this.#state;
+    if (state.gap !== undefined) {
+      const value = state.gap;
+      state.gap = undefined;
+      return Promise.resolve({ done: false, value });
+    }
+    if (state.error !== undefined) {
+      const error = state.error;
+      state.error = undefined;
+      return Promise.reject(error);
+    }
     if (state.held !== undefined) {
       const value = state.held;
       const release = state.release;
@@ -52,10 +82,10 @@ class WatchIterator<T> implements AsyncIterableIterator<Change<T>> {
       return Promise.resolve({ done: false, value });
     }
     if (state.done) return Promise.resolve({ done: true, value: undefined });
-    return new Promise((resolve) => void state.waiters.push(resolve));
+    return new Promise((resolve, reject) => void state.waiters.push({ resolve, reject }));
   }
 
-  return(): Promise<IteratorResult<Change<T>>> {
+  return(): Promise<IteratorResult<Change<T> | Gap>> {
     const state = this.#state;
     state.sub?.unsubscribe();
     state.finish();
@@ -68,20 +98,32 @@ class WatchIterator<T> implements AsyncIterableIterator<Change<T>> {
 }
 
 /** @internal */
-export function createWatch<T>(register: Register, options: WatchOptions | undefined): AsyncIterableIterator<Change<T>> {
+export function createWatch<T>(register: Register, options: WatchOptions | undefined): AsyncIterableIterator<Change<T> | Gap> {
   const state = new WatchState<T>();
   const iterator = new WatchIterator<T>(state);
   const callback = (change: Change): Promise<void> | undefined => {
     const waiter = state.waiters.shift();
     if (waiter !== undefined) {
-      waiter({ done: false, value: change as Change<T> });
+      waiter.resolve({ done: false, value: change as Change<T> });
       return undefined;
     }
     state.held = change as Change<T>;
     return new Promise<void>((resolve) => (state.release = resolve));
   };
+  // The hub signals a gap only to an idle observer, so nothing is held here when it comes.
+  const onGap = options?.gaps === 'yield'
+    ? (gap: Gap): void => {
+      const waiter = state.waiters.shift();
+      if (waiter !== undefined) waiter.resolve({ done: false, value: gap });
+      else state.gap = gap;
+    }
+    : (gap: Gap): void => {
+      state.fail(new HeraldError('HERALD_GAP', `the ${gap.engine} backplane may have missed changes (${gap.reason}): re-read the state and watch again`));
+      state.sub?.unsubscribe();
+    };
   const observeOptions: ObserveOptions = {
     owner: iterator,
+    onGap,
     onClose: (_reason: CloseReason) => state.finish(),
     ...(options?.signal === undefined ? {} : { signal: options.signal }),
     ...(options?.queue === undefined ? {} : { queue: options.queue }),

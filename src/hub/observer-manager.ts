@@ -1,16 +1,17 @@
+import { Backplane, type BackplaneSink, type Gap } from '../cluster/backplane.js';
 import { ClosedError, InvalidArgumentError, TimeoutError } from '../errors.js';
 import {
   assertCallback, assertKey, assertNever, assertOptions, assertQueue, assertSignal, CLOSE_REASONS, EMPTY_META, freezeMeta,
   invalidKey, optionalDuration, optionalFunction,
 } from '../internal/assert.js';
 import { Deque } from '../internal/deque.js';
-import { errorReporters } from '../internal/hooks.js';
+import { errorReporters, localDelivery } from '../internal/hooks.js';
 import { PendingNotifications } from '../delivery/pending.js';
 import { createWatch } from '../delivery/watch-iterator.js';
 import { channels } from '../stats/diagnostics.js';
 import { LatencyRecorder } from '../stats/latency.js';
 import type {
-  Change, CloseReason, ErrorContext, HubOptions, Inspection, ObserveOptions, ObserverCallback,
+  Change, CloseReason, ErrorContext, HubOptions, Inspection, Meta, ObserveOptions, ObserverCallback,
   ObserverInfo, OverflowPolicy, Stats, Subscription, WatchOptions,
 } from '../types.js';
 import { ACTIVE, BUSY, Observer, ObserverExt, PROBED, parseId, type ObserverHost } from './observer.js';
@@ -52,6 +53,7 @@ export class ObserverManager {
   readonly #defaultOverflow: OverflowPolicy;
   readonly #timeoutMs: number;
   readonly #startedAt = Date.now();
+  readonly #backplane: Backplane | undefined;
 
   readonly #keys = new Map<string, ObserverList>();
   readonly #patterns = new PatternTrie();
@@ -90,12 +92,12 @@ export class ObserverManager {
   readonly #stats = {
     observersAdded: 0, observersRemoved: 0, notifications: 0, notificationsSkipped: 0, fanOut: 0,
     deliveries: 0, deliveryErrors: 0, deliveryTimeouts: 0, dropped: 0, coalesced: 0, cancelled: 0,
-    cleanupRuns: 0, deadObserversRemoved: 0, queued: 0,
+    cleanupRuns: 0, deadObserversRemoved: 0, queued: 0, gapSignals: 0,
   };
 
   constructor(options: HubOptions = {}) {
     assertOptions(options, 'options');
-    const { equals, sweepIntervalMs, onError, queue, callbackTimeoutMs } = options;
+    const { equals, sweepIntervalMs, onError, queue, callbackTimeoutMs, backplane } = options;
     optionalFunction(equals, 'options.equals');
     optionalDuration(sweepIntervalMs, 'options.sweepIntervalMs', false);
     optionalFunction(onError, 'options.onError');
@@ -109,9 +111,14 @@ export class ObserverManager {
     this.#defaultLimit = queue?.limit ?? DEFAULT_QUEUE_LIMIT;
     this.#defaultOverflow = queue?.overflow ?? DEFAULT_OVERFLOW;
     this.#timeoutMs = callbackTimeoutMs ?? DEFAULT_CALLBACK_TIMEOUT_MS;
+    if (backplane !== undefined && !(backplane instanceof Backplane)) {
+      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.backplane', 'a Backplane (herald/redis, herald/nats, herald/postgres)', backplane);
+    }
+    this.#backplane = backplane;
     // Bound, not an arrow: an arrow here would put `this` in the constructor's context, which the
     // sweep timer's closure below shares, and the timer would keep a dropped hub alive.
     errorReporters.set(this, this.#reportExternal.bind(this));
+    if (backplane !== undefined) localDelivery.set(this, { unchanged: this.#unchanged.bind(this), notifyLocal: this.#notifyLocal.bind(this) });
     const interval = sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
     if (interval > 0) {
       // Held weakly, so that a hub dropped without close() is not kept alive by its own timer.
@@ -119,6 +126,12 @@ export class ObserverManager {
       const timer = setInterval(() => (hub.deref()?.sweep() ?? clearInterval(timer)), interval).unref();
       this.#sweepTimer = timer;
     }
+    backplane?.attach(this.#sinkFor());
+  }
+
+  /** The backplane that makes this hub one node of a cluster, if it was given one. */
+  get backplane(): Backplane | undefined {
+    return this.#backplane;
   }
 
   /** `true` once `close()` has been called. */
@@ -153,8 +166,12 @@ export class ObserverManager {
     checkObserveOptions(options);
     const list = this.#patterns.obtain(pattern, segments, this.#host);
     const sub = this.#register(list, callback as ObserverCallback, options);
-    if (sub.active) this.#patternObservers++;
-    else if (list.size === 0) this.#patterns.delete(list);
+    if (sub.active) {
+      this.#patternObservers++;
+      if (list.size === 1) this.#backplane?.interest(pattern, true, true);
+    } else if (list.size === 0) {
+      this.#patterns.delete(list);
+    }
     return sub;
   }
 
@@ -173,12 +190,41 @@ export class ObserverManager {
       this.#stats.notificationsSkipped++;
       return false;
     }
+    if (this.#backplane !== undefined) {
+      // Encoded first: a change the wire cannot carry fails here, before any node sees it.
+      const at = Date.now();
+      const data = this.#backplane.encode(key, oldValue, newValue, frozenMeta, at);
+      this.#accept(key, oldValue, newValue, frozenMeta, at);
+      this.#backplane.publish(key, data);
+    } else {
+      this.#accept(key, oldValue, newValue, frozenMeta, 0);
+    }
+    return true;
+  }
+
+  #unchanged(oldValue: unknown, newValue: unknown): boolean {
+    return this.#equals === undefined ? Object.is(oldValue, newValue) : this.#equals(oldValue, newValue);
+  }
+
+  /** A change that the backplane has announced to the other nodes already (through a transactional outbox). */
+  #notifyLocal(key: string, oldValue: unknown, newValue: unknown, meta: Meta): boolean {
+    if (this.#closed) throw new ClosedError('cannot `notify`: the hub is closed');
+    if (this.#unchanged(oldValue, newValue)) {
+      this.#stats.notificationsSkipped++;
+      return false;
+    }
+    this.#accept(key, oldValue, newValue, meta, 0);
+    return true;
+  }
+
+  /** Takes a change that passed the checks: gives it a seq and queues its delivery. `at` 0 means now. */
+  #accept(key: string, oldValue: unknown, newValue: unknown, frozenMeta: Meta, at: number): void {
     const seq = ++this.#seq;
     this.#stats.notifications++;
     const list = this.#keys.get(key);
-    if (list === undefined && this.#patternObservers === 0 && !channels.notify.hasSubscribers) return true;
+    if (list === undefined && this.#patternObservers === 0 && !channels.notify.hasSubscribers) return;
 
-    const change: Change = Object.freeze({ key, oldValue, newValue, meta: frozenMeta, seq, at: Date.now() });
+    const change: Change = Object.freeze({ key, oldValue, newValue, meta: frozenMeta, seq, at: at === 0 ? Date.now() : at });
     const merged = this.#patternObservers === 0 ? undefined : this.#snapshotWithPatterns(key, list);
     let target: ObserverList | Observer[] | undefined;
     let length = 0;
@@ -196,14 +242,13 @@ export class ObserverManager {
     this.#stats.fanOut += observers;
     if (channels.notify.hasSubscribers) channels.notify.publish({ hub: this, change, observers });
     // A key's list in the map always has a living observer, and a merged snapshot exists only when a pattern matched.
-    if (target === undefined) return true;
+    if (target === undefined) return;
     const t0 = (seq & (LatencyRecorder.SAMPLE_EVERY - 1)) === 0 ? performance.now() : 0;
     this.#jobs.push(change, target, length, t0);
     if (!this.#scheduled) {
       this.#scheduled = true;
       queueMicrotask(this.#flush);
     }
-    return true;
   }
 
   /**
@@ -232,7 +277,9 @@ export class ObserverManager {
    * removed by `break`, `return()`, the signal, or the iterator being
    * garbage-collected unused. `drain()` does not wait for an iterator to be read.
    */
-  watch<T = unknown>(key: string, options?: WatchOptions): AsyncIterableIterator<Change<T>> {
+  watch<T = unknown>(key: string, options: WatchOptions & { readonly gaps: 'yield' }): AsyncIterableIterator<Change<T> | Gap>;
+  watch<T = unknown>(key: string, options?: WatchOptions): AsyncIterableIterator<Change<T>>;
+  watch<T = unknown>(key: string, options?: WatchOptions): AsyncIterableIterator<Change<T> | Gap> {
     this.#assertOpen('watch');
     assertKey(key);
     assertOptions(options, 'options');
@@ -240,6 +287,9 @@ export class ObserverManager {
     assertQueue(options?.queue, 'options.queue');
     if (options?.label !== undefined && typeof options.label !== 'string') {
       throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.label', 'a string or undefined', options.label);
+    }
+    if (options?.gaps !== undefined && options.gaps !== 'throw' && options.gaps !== 'yield') {
+      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.gaps', "'throw' or 'yield'", options.gaps);
     }
     return createWatch<T>((callback, observeOptions) => this.#registerKey(key, callback, observeOptions, { pull: true }), options);
   }
@@ -310,7 +360,11 @@ export class ObserverManager {
         delivered: observer.list.visits(observer) + observer.delivered,
         errors: observer.ext?.errors ?? 0,
         dropped: observer.ext?.dropped ?? 0,
+        gaps: observer.ext?.gaps ?? 0,
       })),
+      ...(this.#backplane === undefined
+        ? {}
+        : { backplane: { state: this.#backplane.state, subscribed: this.#backplane.isSubscribed(key) } }),
     };
   }
 
@@ -324,6 +378,7 @@ export class ObserverManager {
       pending: s.fanOut - s.deliveries - s.dropped - s.coalesced - s.cancelled,
       uptimeMs: Date.now() - this.#startedAt,
       latency: this.#latency.snapshot(),
+      ...(this.#backplane === undefined ? {} : { backplane: this.#backplane.stats() }),
     };
   }
 
@@ -363,6 +418,7 @@ export class ObserverManager {
         for (const observer of list.living()) this.#release(observer, 'hub-closed');
       }
       clearTimeout(this.#timeoutTimer);
+      return this.#backplane?.close();
     });
     return this.#closing;
   }
@@ -372,7 +428,10 @@ export class ObserverManager {
   #registerKey(key: string, callback: ObserverCallback, options: ObserveOptions | undefined, internal?: Internal): Observer {
     const list = this.#keys.get(key) ?? new ObserverList(key, this.#host);
     const observer = this.#register(list, callback, options, internal);
-    if (list.size === 1) this.#keys.set(key, list);
+    if (list.size === 1 && this.#keys.get(key) !== list) {
+      this.#keys.set(key, list);
+      this.#backplane?.interest(key, false, true);
+    }
     return observer;
   }
 
@@ -400,6 +459,7 @@ export class ObserverManager {
     if (options !== undefined) {
       ext.label = options.label;
       ext.onClose = options.onClose;
+      ext.onGap = options.onGap;
       ext.isAlive = options.isAlive;
       ext.signal = options.signal;
       if (options.owner !== undefined) ext.owner = new WeakRef(options.owner);
@@ -464,9 +524,13 @@ export class ObserverManager {
     list.delete(observer); // its slot becomes SLOW: the callback is no longer held there
     if (list.size === 0) {
       if (list.pattern === undefined) {
-        if (this.#keys.get(list.name) === list) this.#keys.delete(list.name);
+        if (this.#keys.get(list.name) === list) {
+          this.#keys.delete(list.name);
+          this.#backplane?.interest(list.name, false, false);
+        }
       } else {
         this.#patterns.delete(list);
+        this.#backplane?.interest(list.name, true, false);
       }
     }
     if (list.pattern !== undefined) this.#patternObservers--;
@@ -523,13 +587,14 @@ export class ObserverManager {
     while (this.#jobHead < jobs.length) {
       const i = this.#jobHead;
       const change = jobs[i] as Change;
-      const target = jobs[i + 1] as ObserverList | Observer[];
+      const target = jobs[i + 1] as ObserverList | Observer[] | null;
       const length = jobs[i + 2] as number;
       const t0 = jobs[i + 3] as number;
       jobs[i] = jobs[i + 1] = undefined;
       this.#jobHead = i + 4;
       if (t0 !== 0) this.#latency.record(performance.now() - t0);
       if (target instanceof ObserverList) this.#dispatchList(change, target, length);
+      else if (target === null) this.#dispatchGap(change as unknown as Gap);
       else this.#dispatchMerged(change, target);
       // A long chain of re-entrant notifies must not grow the job list without end.
       if (this.#jobHead >= 4096 && this.#jobHead * 2 >= jobs.length) {
@@ -615,6 +680,55 @@ export class ObserverManager {
     }
     if (result !== undefined && isThenable(result)) this.#await(observer, result, change);
     return true;
+  }
+
+  /**
+   * A gap signal reaches every observer with an `onGap`, after the changes
+   * already queued for it: at once for an idle observer (this job runs after
+   * every change queued before it), or once a busy one has worked off its queue.
+   */
+  #dispatchGap(gap: Gap): void {
+    for (const list of [...this.#keys.values(), ...this.#patterns.lists()]) {
+      for (const observer of list.living()) {
+        const ext = observer.ext;
+        if (ext?.onGap === undefined) continue;
+        if (ext.gap === undefined) {
+          ext.gaps++;
+          this.#stats.gapSignals++;
+        }
+        ext.gap = gap;
+        if ((observer.state & BUSY) === 0) this.#deliverGap(observer, ext);
+      }
+    }
+  }
+
+  #deliverGap(observer: Observer, ext: ObserverExt): void {
+    const gap = ext.gap!;
+    ext.gap = undefined;
+    if ((observer.state & ACTIVE) === 0) return;
+    try {
+      ext.onGap!(gap);
+    } catch {
+      // Contained like onClose: a throwing onGap never reaches the backplane or the other observers.
+      ext.errors++;
+    }
+  }
+
+  /** What the backplane calls: remote changes and gap signals. A method, so the constructor's closures never hold `this`. */
+  #sinkFor(): BackplaneSink {
+    return {
+      deliver: (key, oldValue, newValue, meta, at) => {
+        if (!this.#closed) this.#accept(key, oldValue, newValue, freezeMeta(meta), at);
+      },
+      gap: (gap) => {
+        if (this.#closed) return;
+        this.#jobs.push(gap, null, 0, 0);
+        if (!this.#scheduled) {
+          this.#scheduled = true;
+          queueMicrotask(this.#flush);
+        }
+      },
+    };
   }
 
   /** Admits a change to a busy observer's queue, applying its overflow policy when full. */
@@ -725,7 +839,10 @@ export class ObserverManager {
     if ((observer.state & ACTIVE) !== 0) {
       observer.state &= ~BUSY;
       this.#pump(observer, ext);
-      if ((observer.state & BUSY) === 0) observer.list.refresh(observer);
+      if ((observer.state & BUSY) === 0) {
+        observer.list.refresh(observer);
+        if (ext.gap !== undefined) this.#deliverGap(observer, ext);
+      }
     }
     this.#settleDrain();
   }
@@ -825,6 +942,7 @@ function checkObserveOptions(options: ObserveOptions | undefined): void {
   }
   optionalFunction(options.isAlive, 'options.isAlive');
   optionalFunction(options.onClose, 'options.onClose');
+  optionalFunction(options.onGap, 'options.onGap');
   if (options.label !== undefined && typeof options.label !== 'string') {
     throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.label', 'a string or undefined', options.label);
   }

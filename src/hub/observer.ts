@@ -1,5 +1,6 @@
 import type { Change, CloseReason, ObserverCallback, OverflowPolicy, Subscription } from '../types.js';
 import type { Deque } from '../internal/deque.js';
+import type { Gap } from '../cluster/backplane.js';
 import type { ObserverList } from './registry.js';
 
 /** `state` bits. An observer whose state is exactly ACTIVE takes the fast delivery path. @internal */
@@ -33,6 +34,10 @@ export class ObserverExt {
   queue: Deque<Change> | undefined = undefined;
   errors = 0;
   dropped = 0;
+  onGap: ((gap: Gap) => void) | undefined = undefined;
+  /** A gap signal waiting for the changes queued before it. */
+  gap: Gap | undefined = undefined;
+  gaps = 0;
   /** Identifies the delivery in flight; bumped when it settles or times out. */
   token = 0;
   deadline = 0;

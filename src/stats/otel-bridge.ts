@@ -17,7 +17,8 @@ export interface OtelBridge extends Disposable {
   close(): void;
 }
 
-type NumericStat = Exclude<keyof Stats, 'latency'>;
+type NumericStat = Exclude<keyof Stats, 'latency' | 'backplane'>;
+type BackplaneCounter = 'reconnects' | 'published' | 'publishFailed' | 'publishDropped' | 'received' | 'duplicates' | 'malformed' | 'gaps';
 
 /** Monotonic counters: [stat, instrument suffix, description]. */
 const COUNTERS: readonly (readonly [NumericStat, string, string])[] = [
@@ -34,6 +35,19 @@ const COUNTERS: readonly (readonly [NumericStat, string, string])[] = [
   ['cancelled', 'cancelled', 'Deliveries cancelled because the observer was removed first'],
   ['cleanupRuns', 'cleanup.runs', 'Sweeps run'],
   ['deadObserversRemoved', 'observers.dead_removed', 'Observers removed because their owner or isAlive said they were gone'],
+  ['gapSignals', 'gap_signals', 'Gap signals handed to observers'],
+];
+
+/** The backplane's counters, reported when the hub has one. */
+const BACKPLANE: readonly (readonly [BackplaneCounter, string, string])[] = [
+  ['reconnects', 'backplane.reconnects', 'Backplane connections regained after a loss'],
+  ['published', 'backplane.published', 'Changes handed to the engine'],
+  ['publishFailed', 'backplane.publish_failed', 'Changes the engine refused or lost in transit'],
+  ['publishDropped', 'backplane.publish_dropped', 'Changes dropped from the buffer kept while disconnected'],
+  ['received', 'backplane.received', 'Changes of other nodes delivered here'],
+  ['duplicates', 'backplane.duplicates', 'Changes received twice or out of order, ignored'],
+  ['malformed', 'backplane.malformed', 'Messages on herald channels that were not herald changes, ignored'],
+  ['gaps', 'backplane.gaps', 'Gap signals raised by the backplane'],
 ];
 
 /** Levels that go up and down. */
@@ -77,11 +91,15 @@ export function createOtelBridge(hub: { getStats(): Stats }, options: OtelBridge
     description: 'Time from notify accepting a change to its fan-out starting, over recent sampled changes',
     unit: 'ms',
   });
-  const observables: Observable[] = [...counters.map(([, o]) => o), ...levels.map(([, o]) => o), latency];
+  const remote = BACKPLANE.map(([stat, name, description]) => [stat, meter.createObservableCounter(`${prefix}.${name}`, { description })] as const);
+  const observables: Observable[] = [...counters.map(([, o]) => o), ...levels.map(([, o]) => o), ...remote.map(([, o]) => o), latency];
   const callback = (result: BatchObservableResult): void => {
     const stats = hub.getStats();
     for (const [stat, observable] of counters) result.observe(observable, stats[stat], attributes);
     for (const [stat, observable] of levels) result.observe(observable, stats[stat], attributes);
+    if (stats.backplane !== undefined) {
+      for (const [stat, observable] of remote) result.observe(observable, stats.backplane[stat], { ...attributes, engine: stats.backplane.engine });
+    }
     if (stats.latency.samples === 0) return;
     for (const [field, quantile] of QUANTILES) result.observe(latency, stats.latency[field], { ...attributes, quantile });
   };

@@ -3,6 +3,7 @@ import type { PendingNotifications } from '../delivery/pending.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
 import { assertCallback } from '../internal/assert.js';
+import { stageOutbox } from '../cluster/postgres.js';
 import { inTransaction } from './pg-transaction.js';
 
 /** Options of {@link withTransaction}. */
@@ -49,6 +50,8 @@ export async function withTransaction<R>(
     return await inTransaction(pool, async (client, assertConnected) => {
       await client.query(`BEGIN ISOLATION LEVEL ${level.toUpperCase()}`);
       const result = await fn(client, pending);
+      // On a hub with a PostgreSQL backplane, the announcement joins this transaction's outbox.
+      await stageOutbox(hub, client, pending);
       assertConnected();
       await client.query('COMMIT');
       pending.commit();

@@ -1,6 +1,8 @@
 import pg from 'pg';
 import { HeraldError, InvalidArgumentError } from '../errors.js';
 import type { JsonValue } from './json.js';
+import { stageOutbox } from '../cluster/postgres.js';
+import type { PendingNotifications } from '../delivery/pending.js';
 import { inTransaction } from './pg-transaction.js';
 import { noSession, SessionStoreBase, type SessionInfo, type StoreOptions, type StoredVariable, type Unit, type VariableEntry } from './store.js';
 
@@ -131,7 +133,10 @@ export class PostgresSessionStore extends SessionStoreBase {
     return rows.map((row) => row.id);
   }
 
-  protected async doUnit<R>(sessionId: string, work: (unit: Unit) => Promise<R>, allowExpired: boolean, prefetch: string | undefined): Promise<R> {
+  protected async doUnit<R>(
+    sessionId: string, work: (unit: Unit) => Promise<R>, allowExpired: boolean, prefetch: string | undefined,
+    announcements: () => PendingNotifications | undefined,
+  ): Promise<R> {
     await this.#ensureTables();
     try {
       return await inTransaction(this.#pool, async (client, assertConnected) => {
@@ -187,6 +192,9 @@ export class PostgresSessionStore extends SessionStoreBase {
           },
         };
         const result = await work(unit);
+        const pending = announcements();
+        // On a hub with a PostgreSQL backplane, the announcement joins this transaction's outbox.
+        if (pending !== undefined) await stageOutbox(this.hub, client, pending);
         assertConnected();
         // The unit's writes go with the COMMIT, in one round trip: if one fails, the rest of the query is skipped and nothing commits.
         await client.query([...writes, 'COMMIT'].join(';\n'));

@@ -69,7 +69,9 @@ export class SessionStore extends SessionStoreBase {
     return Promise.resolve(ids);
   }
 
-  protected async doUnit<R>(sessionId: string, work: (unit: Unit) => Promise<R>, allowExpired: boolean, _prefetch: string | undefined): Promise<R> {
+  protected async doUnit<R>(
+    sessionId: string, work: (unit: Unit) => Promise<R>, allowExpired: boolean, _prefetch: string | undefined, _announcements: unknown,
+  ): Promise<R> {
     const session = this.#sessions.get(sessionId);
     if (session === undefined) throw noSession(sessionId);
     let release!: () => void;

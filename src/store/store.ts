@@ -1,4 +1,5 @@
 import { HeraldError, InvalidArgumentError, InvalidValueError } from '../errors.js';
+import type { PendingNotifications } from '../delivery/pending.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
 import { assertCallback, assertOptions, isPlainObject } from '../internal/assert.js';
 import { tracking } from '../internal/tracking.js';
@@ -219,7 +220,15 @@ export abstract class SessionStoreBase implements SessionStoreLike {
    * the variable the unit will read first, for an engine that can fetch it
    * together with the session (one round trip fewer).
    */
-  protected abstract doUnit<R>(sessionId: string, work: (unit: Unit) => Promise<R>, allowExpired: boolean, prefetch: string | undefined): Promise<R>;
+  /**
+   * Runs `work` atomically. `announcements()`, asked once `work` is done and
+   * before the commit, gives the unit's pending announcements (an engine with
+   * an outbox writes them in the same transaction).
+   */
+  protected abstract doUnit<R>(
+    sessionId: string, work: (unit: Unit) => Promise<R>, allowExpired: boolean, prefetch: string | undefined,
+    announcements: () => PendingNotifications | undefined,
+  ): Promise<R>;
   protected abstract doClose(): Promise<void>;
 
   // ---- sessions ----
@@ -420,13 +429,19 @@ export abstract class SessionStoreBase implements SessionStoreLike {
     { allowExpired = false, prefetch }: { allowExpired?: boolean; prefetch?: string } = {},
   ): Promise<R> {
     const changes: VariableChange[] = [];
-    const result = await this.doUnit(sessionId, (unit) => work(unit, changes), allowExpired, prefetch);
-    this.#announce(sessionId, changes, meta);
+    let pending: PendingNotifications | undefined;
+    const result = await this.doUnit(sessionId, async (unit) => {
+      const done = await work(unit, changes);
+      pending = this.#announcements(sessionId, changes, meta);
+      return done;
+    }, allowExpired, prefetch, () => pending);
+    if (pending !== undefined && !this.hub.closed) pending.commit();
     return result;
   }
 
-  #announce(sessionId: string, changes: readonly VariableChange[], meta: Record<string, unknown>): void {
-    if (changes.length === 0 || this.hub.closed) return;
+  /** The unit's changes as a pending batch: coalesced per variable, each with the version it ended at. */
+  #announcements(sessionId: string, changes: readonly VariableChange[], meta: Record<string, unknown>): PendingNotifications | undefined {
+    if (changes.length === 0 || this.hub.closed) return undefined;
     const pending = this.hub.defer();
     const last = new Map<string, number>();
     for (const change of changes) last.set(change.name, change.version);
@@ -434,7 +449,7 @@ export abstract class SessionStoreBase implements SessionStoreLike {
       const version = last.get(change.name)!;
       pending.notify(variableKey(sessionId, change.name), change.oldValue, change.newValue, { ...meta, ...change.meta, sessionId, name: change.name, version });
     }
-    pending.commit();
+    return pending;
   }
 
   async #setIn(

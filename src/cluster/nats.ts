@@ -1,0 +1,193 @@
+import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
+import type { NatsConnection, Subscription } from '@nats-io/nats-core';
+import { InvalidArgumentError } from '../errors.js';
+import { Backplane, type BackplaneOptions } from './backplane.js';
+
+/** Options of {@link NatsBackplane}. */
+export interface NatsBackplaneOptions extends BackplaneOptions {
+  /** @default 'nats://127.0.0.1:4222' */
+  readonly servers?: string | readonly string[];
+  /** Passed to the NATS client's `connect`; herald sets reconnection, echo and the name itself. */
+  readonly nats?: NodeConnectionOptions;
+  /** The first subject token of every change, so that several clusters can share one server. @default 'herald' */
+  readonly prefix?: string;
+  /**
+   * Messages pending on a subscription before the client reports it as a
+   * slow consumer, which herald turns into a gap signal. @default 10000
+   */
+  readonly slowConsumerPending?: number;
+}
+
+/** The NATS server's default `max_payload`; the server's own figure replaces it once connected. */
+const NATS_DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+
+/**
+ * A backplane on NATS core pub/sub (through `@nats-io/transport-node`): a key
+ * is a subject (`herald.` + its `/`-separated segments as tokens, escaped),
+ * a pattern's `*` is NATS's `*` and its trailing `**` is `>`. One connection,
+ * with echo off; the client resubscribes by itself after a reconnection, and
+ * herald signals a gap, since core NATS keeps nothing for a node that is away.
+ *
+ * @example
+ * ```ts
+ * import { ObserverManager } from 'herald';
+ * import { NatsBackplane } from 'herald/nats';
+ * const hub = new ObserverManager({ backplane: new NatsBackplane({ servers: 'nats://127.0.0.1:4222' }) });
+ * ```
+ */
+export class NatsBackplane extends Backplane {
+  readonly engine = 'nats';
+  readonly #servers: string | string[];
+  readonly #natsOptions: NodeConnectionOptions;
+  readonly #prefix: string;
+  readonly #slow: number;
+  #connection: NatsConnection | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #attempt = 0;
+  #up = false;
+  /** Topic ('k:' or 'p:' + name) → its subscription. */
+  readonly #subscriptions = new Map<string, Subscription>();
+
+  constructor(options: NatsBackplaneOptions = {}) {
+    super(options, NATS_DEFAULT_MAX_PAYLOAD);
+    const servers = options.servers ?? 'nats://127.0.0.1:4222';
+    if (typeof servers !== 'string' && !(Array.isArray(servers) && servers.every((s) => typeof s === 'string'))) {
+      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.servers', 'a server URL or an array of them', servers);
+    }
+    const prefix = options.prefix ?? 'herald';
+    if (typeof prefix !== 'string' || !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(prefix)) {
+      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.prefix', 'subject tokens of letters, digits, _ and -, separated by dots', prefix);
+    }
+    const slow = options.slowConsumerPending ?? 10_000;
+    if (!Number.isSafeInteger(slow) || slow < 1) {
+      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.slowConsumerPending', 'an integer > 0', slow);
+    }
+    this.#servers = typeof servers === 'string' ? servers : [...servers];
+    this.#natsOptions = options.nats ?? {};
+    this.#prefix = prefix;
+    this.#slow = slow;
+  }
+
+  /** The subject a key's changes travel on. */
+  subjectOf(key: string): string {
+    return `${this.#prefix}.${key.split('/').map(escapeToken).join('.')}`;
+  }
+
+  /** The client's name on the server (its monitoring pages show it). */
+  get connectionName(): string {
+    return `herald-${this.nodeId}`;
+  }
+
+  protected start(): void {
+    // The first connection is retried here, so that close() can stop it; later ones by the client itself.
+    connect({
+      ...this.#natsOptions,
+      servers: this.#servers,
+      name: this.connectionName,
+      noEcho: true,
+      reconnect: true,
+      maxReconnectAttempts: -1,
+      reconnectDelayHandler: () => this.backoff(this.#attempt++),
+    }).then((connection) => {
+      if (this.isClosed) {
+        void connection.close();
+        return;
+      }
+      this.#connection = connection;
+      const maxPayload = connection.info?.max_payload;
+      if (maxPayload !== undefined && maxPayload < this.maxMessageBytes) this.maxMessageBytes = maxPayload;
+      void this.#watchStatus(connection);
+      this.#attempt = 0;
+      this.#up = true;
+      this.connected();
+    }, (error: unknown) => {
+      this.disconnected(error);
+      if (this.isClosed) return;
+      this.#retryTimer = setTimeout(() => this.start(), this.backoff(this.#attempt++));
+    });
+  }
+
+  async #watchStatus(connection: NatsConnection): Promise<void> {
+    for await (const status of connection.status()) {
+      switch (status.type) {
+        case 'disconnect':
+          this.#up = false;
+          this.disconnected();
+          break;
+        case 'reconnect':
+          this.#attempt = 0;
+          this.#up = true;
+          this.connected();
+          break;
+        case 'slowConsumer':
+          this.signalGap('slow-consumer');
+          break;
+        case 'error':
+          this.reportError(status.error);
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  protected subscribe(name: string, pattern: boolean): void {
+    const subject = pattern ? this.#patternSubject(name) : this.subjectOf(name);
+    const subscription = this.#connection!.subscribe(subject, {
+      slow: this.#slow,
+      callback: (error, message) => {
+        if (error !== null) this.reportError(error);
+        else this.receive(message.data);
+      },
+    });
+    this.#subscriptions.set((pattern ? 'p:' : 'k:') + name, subscription);
+  }
+
+  protected unsubscribe(name: string, pattern: boolean): void {
+    const topic = (pattern ? 'p:' : 'k:') + name;
+    this.#subscriptions.get(topic)?.unsubscribe();
+    this.#subscriptions.delete(topic);
+  }
+
+  protected hasSubscription(name: string, pattern: boolean): boolean {
+    return this.#subscriptions.has((pattern ? 'p:' : 'k:') + name);
+  }
+
+  protected subscriptionCount(): number {
+    return this.#subscriptions.size;
+  }
+
+  engineSubscriptions(): Promise<number> {
+    // The client's table of what it has subscribed on the server; core NATS answers no such question itself.
+    const protocol = (this.#connection as unknown as { protocol?: { subscriptions?: { size(): number } } } | undefined)?.protocol;
+    return Promise.resolve(protocol?.subscriptions?.size() ?? 0);
+  }
+
+  protected send(key: string, data: Uint8Array | string): void {
+    this.#connection!.publish(this.subjectOf(key), data);
+  }
+
+  protected async shutdown(): Promise<void> {
+    clearTimeout(this.#retryTimer);
+    const connection = this.#connection;
+    if (connection === undefined || connection.isClosed()) return;
+    // A live connection flushes what was published first; one that is away is just closed.
+    if (this.#up) await connection.drain().catch(() => connection.close());
+    else await connection.close();
+  }
+
+  #patternSubject(pattern: string): string {
+    const tokens = pattern.split('/').map((segment) => (segment === '*' ? '*' : segment === '**' ? '>' : escapeToken(segment)));
+    return `${this.#prefix}.${tokens.join('.')}`;
+  }
+}
+
+/**
+ * A key segment as a subject token: letters, digits, `_` and `-` stay, every
+ * other character is percent-encoded (so `.`, `*`, `>` and spaces never reach
+ * the subject), and an empty segment becomes a lone `%`, which no encoding produces.
+ */
+function escapeToken(segment: string): string {
+  if (segment.length === 0) return '%';
+  return encodeURIComponent(segment).replace(/[.*!'()~]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}

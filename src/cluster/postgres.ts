@@ -1,0 +1,436 @@
+import { createHash } from 'node:crypto';
+import pg from 'pg';
+import { InvalidArgumentError } from '../errors.js';
+import { assertOptions } from '../internal/assert.js';
+import { Deque } from '../internal/deque.js';
+import { takeForOutbox, type BatchedChange, type PendingNotifications } from '../delivery/pending.js';
+import type { ObserverManager } from '../hub/observer-manager.js';
+import { Backplane, type BackplaneOptions } from './backplane.js';
+import type { WireChange } from './codec.js';
+
+/** Options of {@link PostgresBackplane}: a `pool` of yours, or a `connectionString` for one the backplane owns. */
+export type PostgresBackplaneOptions = BackplaneOptions & {
+  /** Where the outbox table lives; created on first use. @default 'herald' */
+  readonly schema?: string;
+  /** Outbox rows older than this are pruned. @default 3600000 (an hour) */
+  readonly outboxMaxAgeMs?: number;
+  /** At most this many newest outbox rows are kept. @default 100000 */
+  readonly outboxMaxRows?: number;
+  /** How often this node prunes the outbox; 0 turns it off. The timer is unref'd. @default 60000 */
+  readonly pruneIntervalMs?: number;
+  /** Rows replayed at most after one reconnection; past it the rest is signalled as a gap. @default 100000 */
+  readonly maxReplayRows?: number;
+} & ({ readonly pool: pg.Pool; readonly connectionString?: never } | { readonly connectionString: string; readonly pool?: never });
+
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+/** A bytea column takes up to 1 GB; the outbox row is what carries the change, NOTIFY only its id. */
+const BYTEA_MAX = 1024 * 1024 * 1024 - 1;
+/** Outbox ids remembered as delivered, for skipping them in a replay. */
+const SEEN_IDS = 100_000;
+
+/**
+ * A backplane on PostgreSQL LISTEN/NOTIFY with an outbox table. Each change
+ * is a row of `<schema>.outbox`, and NOTIFY carries only its id, so values
+ * far past NOTIFY's 8000 bytes travel. A key listens on a channel of its own
+ * (a hash of the key) and a pattern on the channel of its literal prefix, so
+ * `pg_listening_channels()` shows just what this node observes. After a lost
+ * listener connection, the node replays from the outbox what it missed: no
+ * change is lost or delivered twice unless the outbox was pruned past it.
+ *
+ * Changes of a {@link PostgresSessionStore} or of `withTransaction` on a hub
+ * with this backplane are written to the outbox inside their own
+ * transaction: the announcement commits or rolls back with the data.
+ *
+ * @example
+ * ```ts
+ * import { ObserverManager } from 'herald';
+ * import { PostgresBackplane } from 'herald/postgres';
+ * const hub = new ObserverManager({ backplane: new PostgresBackplane({ connectionString: process.env.DATABASE_URL! }) });
+ * ```
+ */
+export class PostgresBackplane extends Backplane {
+  readonly engine = 'postgres';
+  readonly #pool: pg.Pool;
+  readonly #ownsPool: boolean;
+  readonly #schema: string;
+  readonly #outbox: string;
+  readonly #maxAgeMs: number;
+  readonly #maxRows: number;
+  readonly #pruneIntervalMs: number;
+  readonly #maxReplayRows: number;
+  #ready: Promise<void> | undefined;
+  #listener: pg.Client | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #pruneTimer: NodeJS.Timeout | undefined;
+  #attempt = 0;
+  /** channel → topic ('k:' or 'p:' + name) listened on now. */
+  readonly #listening = new Map<string, string>();
+  /** Ids announced by NOTIFY and not fetched yet. */
+  #pendingIds: string[] = [];
+  #fetching = false;
+  /** Outbox ids delivered (or skipped) lately, oldest first; a replay skips them. */
+  readonly #seen = new Set<string>();
+  readonly #seenOrder = new Deque<string>();
+  /** Replays start after this id: everything up to it was delivered, or was before this node began. */
+  #floor = '0';
+  /** Sends go one batch at a time, so one node's changes commit in the order they were notified. */
+  #batch: [string, Uint8Array | string][] = [];
+  #sending: Promise<void> | undefined;
+
+  constructor(options: PostgresBackplaneOptions) {
+    super(options, BYTEA_MAX);
+    assertOptions(options, 'options');
+    const schema = options.schema ?? 'herald';
+    if (typeof schema !== 'string' || !SCHEMA_NAME.test(schema)) {
+      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.schema', 'a lower-case SQL identifier', schema);
+    }
+    if (options.pool !== undefined) {
+      if (typeof (options.pool as { connect?: unknown }).connect !== 'function') {
+        throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.pool', 'a pg Pool', options.pool);
+      }
+      this.#pool = options.pool;
+      this.#ownsPool = false;
+    } else {
+      const connectionString: unknown = (options as { connectionString?: unknown } | undefined)?.connectionString;
+      if (typeof connectionString !== 'string') {
+        throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.connectionString', 'a PostgreSQL connection string (or pass `pool`)', connectionString);
+      }
+      this.#pool = new pg.Pool({ connectionString, max: 4, allowExitOnIdle: true });
+      this.#ownsPool = true;
+    }
+    this.#pool.on('error', (error) => this.reportError(error));
+    this.#schema = schema;
+    this.#outbox = `"${schema}".outbox`;
+    this.#maxAgeMs = duration(options.outboxMaxAgeMs, 'options.outboxMaxAgeMs', 3_600_000, 1);
+    this.#maxRows = duration(options.outboxMaxRows, 'options.outboxMaxRows', 100_000, 1);
+    this.#pruneIntervalMs = duration(options.pruneIntervalMs, 'options.pruneIntervalMs', 60_000, 0);
+    this.#maxReplayRows = duration(options.maxReplayRows, 'options.maxReplayRows', 100_000, 1);
+  }
+
+  /** The `application_name` of the listener connection (`pg_stat_activity` shows it). */
+  get listenerName(): string {
+    return `herald-listen-${this.nodeId}`.slice(0, 63);
+  }
+
+  /** The NOTIFY channel of a key's changes. */
+  channelOf(key: string): string {
+    return this.#channel('k', key);
+  }
+
+  /**
+   * Writes changes to the outbox with `client`, inside the caller's open
+   * transaction: their NOTIFY goes out at its COMMIT, and a rollback takes
+   * them back. Encodes first, so a change the wire cannot carry throws here,
+   * before COMMIT. @internal
+   */
+  async stage(client: pg.ClientBase, changes: readonly BatchedChange[]): Promise<void> {
+    if (changes.length === 0) return;
+    await this.#ensureTable();
+    const at = Date.now();
+    const rows = changes.map((c) => [c.key, this.encode(c.key, c.oldValue, c.newValue, c.meta, at)] as [string, Uint8Array | string]);
+    await client.query(this.#insertSql(), this.#insertParams(rows));
+  }
+
+  // ---- the engine ----
+
+  protected start(): void {
+    void this.#connect();
+    if (this.#pruneIntervalMs > 0) {
+      this.#pruneTimer = setInterval(() => void this.prune().catch((error: unknown) => this.reportError(error)), this.#pruneIntervalMs).unref();
+    }
+  }
+
+  async #connect(): Promise<void> {
+    if (this.isClosed) return;
+    const client = new pg.Client({ ...(this.#pool.options as pg.ClientConfig), application_name: this.listenerName });
+    let lost = false;
+    const onLost = (error?: unknown): void => {
+      if (lost) return;
+      lost = true;
+      if (this.#listener === client) this.#listener = undefined;
+      this.#listening.clear();
+      this.disconnected(error);
+      void client.end().catch(() => {});
+      if (!this.isClosed) this.#retryTimer = setTimeout(() => void this.#connect(), this.backoff(this.#attempt++));
+    };
+    client.on('error', onLost);
+    client.on('end', () => onLost());
+    client.on('notification', (message) => this.#notified(message.payload));
+    try {
+      await this.#ensureTable();
+      await client.connect();
+      if (this.#floor === '0') {
+        const { rows } = await client.query<{ max: string }>(`SELECT coalesce(max(id), 0)::text AS max FROM ${this.#outbox}`);
+        this.#floor = rows[0]!.max;
+      }
+    } catch (error) {
+      onLost(error);
+      return;
+    }
+    if (lost) return;
+    if (this.isClosed) {
+      await client.end().catch(() => {});
+      return;
+    }
+    this.#listener = client;
+    this.#attempt = 0;
+    this.connected();
+  }
+
+  protected async subscribe(name: string, pattern: boolean): Promise<void> {
+    const client = this.#listener;
+    if (client === undefined) return;
+    const channel = pattern ? this.#channel('p', literalPrefix(name)) : this.#channel('k', name);
+    const topic = (pattern ? 'p:' : 'k:') + name;
+    // Patterns sharing a literal prefix share its channel.
+    const shared = [...this.#listening.values()].some((t) => this.#channelOfTopic(t) === channel);
+    if (!shared) await client.query(`LISTEN "${channel}"`);
+    this.#listening.set(`${channel} ${topic}`, topic);
+  }
+
+  protected async unsubscribe(name: string, pattern: boolean): Promise<void> {
+    const client = this.#listener;
+    const channel = pattern ? this.#channel('p', literalPrefix(name)) : this.#channel('k', name);
+    this.#listening.delete(`${channel} ${(pattern ? 'p:' : 'k:') + name}`);
+    const stillUsed = [...this.#listening.values()].some((t) => this.#channelOfTopic(t) === channel);
+    if (client !== undefined && !stillUsed) await client.query(`UNLISTEN "${channel}"`);
+  }
+
+  protected hasSubscription(name: string, pattern: boolean): boolean {
+    const channel = pattern ? this.#channel('p', literalPrefix(name)) : this.#channel('k', name);
+    return this.#listening.has(`${channel} ${(pattern ? 'p:' : 'k:') + name}`);
+  }
+
+  protected subscriptionCount(): number {
+    return this.#listening.size;
+  }
+
+  async engineSubscriptions(): Promise<number> {
+    const client = this.#listener;
+    if (client === undefined) return 0;
+    const { rows } = await client.query<{ count: number }>('SELECT count(*)::int AS count FROM pg_listening_channels()');
+    return rows[0]!.count;
+  }
+
+  protected send(key: string, data: Uint8Array | string): Promise<void> {
+    this.#batch.push([key, data]);
+    this.#sending ??= this.#sendBatches();
+    return this.#sending;
+  }
+
+  async #sendBatches(): Promise<void> {
+    try {
+      await this.#ensureTable();
+      while (this.#batch.length > 0) {
+        const rows = this.#batch;
+        this.#batch = [];
+        await this.#pool.query(this.#insertSql(), this.#insertParams(rows));
+      }
+    } finally {
+      this.#sending = undefined;
+      this.#batch = [];
+    }
+  }
+
+  /** Replays what the listener missed while it was away: rows past the floor, of keys this node observes, not seen yet. */
+  protected override async recover(): Promise<boolean> {
+    const client = this.#listener;
+    if (client === undefined) return false;
+    const keys: string[] = [];
+    const prefixes: string[] = [];
+    for (const [name, pattern] of this.wantedTopics()) {
+      if (!pattern) keys.push(name);
+      else prefixes.push(likeEscape(literalPrefix(name)) + (literalPrefix(name) === '' ? '%' : '/%'));
+    }
+    if (keys.length === 0 && prefixes.length === 0) return true;
+    const { rows } = await client.query<{ id: string; payload: Buffer }>(
+      `SELECT o.id::text AS id, o.payload FROM ${this.#outbox} o
+        WHERE o.id > $1 AND (o.key = ANY($2::text[]) OR o.key LIKE ANY($3::text[]))
+        ORDER BY o.id LIMIT $4`,
+      [this.#floor, keys, prefixes, this.#maxReplayRows + 1],
+    );
+    const { rows: [oldest] } = await client.query<{ min: string | null }>(`SELECT min(id)::text AS min FROM ${this.#outbox}`);
+    const pruned = oldest?.min !== null && oldest?.min !== undefined && BigInt(oldest.min) > BigInt(this.#floor) + 1n;
+    for (const row of rows.slice(0, this.#maxReplayRows)) this.#deliver(row.id, row.payload);
+    if (pruned || rows.length > this.#maxReplayRows) this.signalGap('replay-incomplete');
+    return true;
+  }
+
+  protected async shutdown(): Promise<void> {
+    clearTimeout(this.#retryTimer);
+    clearInterval(this.#pruneTimer);
+    await this.#sending?.catch(() => {});
+    const listener = this.#listener;
+    this.#listener = undefined;
+    await listener?.end().catch(() => {});
+    if (this.#ownsPool) await this.#pool.end();
+  }
+
+  /** Deletes outbox rows past the age or count limit now; returns how many. */
+  async prune(): Promise<number> {
+    await this.#ensureTable();
+    const result = await this.#pool.query(
+      `DELETE FROM ${this.#outbox} WHERE created_at < now() - make_interval(secs => $1)
+          OR id <= (SELECT max(id) FROM ${this.#outbox}) - $2`,
+      [this.#maxAgeMs / 1000, this.#maxRows],
+    );
+    return result.rowCount ?? 0;
+  }
+
+  // ---- receiving ----
+
+  #notified(payload: string | undefined): void {
+    if (payload === undefined || !/^[1-9][0-9]{0,18}$/.test(payload)) {
+      this.counters.malformed++;
+      return;
+    }
+    this.#pendingIds.push(payload);
+    if (!this.#fetching) {
+      this.#fetching = true;
+      setImmediate(() => void this.#fetch());
+    }
+  }
+
+  /** Fetches the rows behind the ids that NOTIFY announced, in id order, as many per query as have arrived. */
+  async #fetch(): Promise<void> {
+    try {
+      while (this.#pendingIds.length > 0) {
+        const client = this.#listener;
+        if (client === undefined) break; // the replay after reconnecting covers them
+        const ids = this.#pendingIds;
+        this.#pendingIds = [];
+        const { rows } = await client.query<{ id: string; payload: Buffer }>(
+          `SELECT o.id::text AS id, o.payload FROM ${this.#outbox} o WHERE o.id = ANY($1::bigint[]) ORDER BY o.id`, [ids],
+        );
+        this.counters.malformed += new Set(ids).size - rows.length;
+        for (const row of rows) this.#deliver(row.id, row.payload);
+      }
+    } catch (error) {
+      this.reportError(error);
+    } finally {
+      this.#pendingIds = [];
+      this.#fetching = false;
+    }
+  }
+
+  #deliver(id: string, payload: Buffer): void {
+    this.receive(payload, (_change: WireChange) => {
+      if (this.#seen.has(id)) return false;
+      this.#remember(id);
+      return true;
+    });
+  }
+
+  #remember(id: string): void {
+    this.#seen.add(id);
+    this.#seenOrder.push(id);
+    if (this.#seenOrder.length > SEEN_IDS) {
+      const oldest = this.#seenOrder.shift()!;
+      this.#seen.delete(oldest);
+      if (BigInt(oldest) > BigInt(this.#floor)) this.#floor = oldest;
+    }
+  }
+
+  // ---- SQL ----
+
+  #insertSql(): string {
+    return `WITH ins AS (
+        INSERT INTO ${this.#outbox} (origin, key, payload)
+        SELECT $1, k, p FROM unnest($2::text[], $3::bytea[]) WITH ORDINALITY AS t(k, p, i) ORDER BY i
+        RETURNING id, key)
+      SELECT pg_notify(c.channel, ins.id::text)
+        FROM ins JOIN unnest($4::text[], $5::text[]) AS c(key, channel) ON c.key = ins.key
+        ORDER BY ins.id`;
+  }
+
+  /** Each change goes to its key's channel and to the channel of every proper prefix of its key (for patterns). */
+  #insertParams(rows: readonly (readonly [string, Uint8Array | string])[]): unknown[] {
+    const keys: string[] = [];
+    const payloads: Buffer[] = [];
+    const channelKeys: string[] = [];
+    const channels: string[] = [];
+    const done = new Set<string>();
+    for (const [key, data] of rows) {
+      keys.push(key);
+      payloads.push(typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+      if (done.has(key)) continue;
+      done.add(key);
+      channelKeys.push(key);
+      channels.push(this.#channel('k', key));
+      const segments = key.split('/');
+      for (let i = 0; i < segments.length; i++) {
+        channelKeys.push(key);
+        channels.push(this.#channel('p', segments.slice(0, i).join('/')));
+      }
+    }
+    return [this.nodeId, keys, payloads, channelKeys, channels];
+  }
+
+  #channel(kind: 'k' | 'p', name: string): string {
+    return `herald_${kind}_${createHash('sha1').update(`${this.#schema}\0${name}`).digest('hex')}`;
+  }
+
+  #channelOfTopic(topic: string): string {
+    const name = topic.slice(2);
+    return topic.startsWith('p:') ? this.#channel('p', literalPrefix(name)) : this.#channel('k', name);
+  }
+
+  #ensureTable(): Promise<void> {
+    this.#ready ??= (async () => {
+      const client = await this.#pool.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`herald:${this.#schema}`]);
+        await client.query(`CREATE SCHEMA IF NOT EXISTS "${this.#schema}"`);
+        await client.query(`CREATE TABLE IF NOT EXISTS ${this.#outbox} (
+          id bigserial PRIMARY KEY,
+          origin text NOT NULL,
+          key text NOT NULL,
+          payload bytea NOT NULL,
+          created_at timestamptz NOT NULL DEFAULT now())`);
+        await client.query(`CREATE INDEX IF NOT EXISTS outbox_created_at ON ${this.#outbox} (created_at)`);
+        await client.query('COMMIT');
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {});
+        this.#ready = undefined;
+        throw error;
+      } finally {
+        client.release();
+      }
+    })();
+    return this.#ready;
+  }
+}
+
+/**
+ * On a hub whose backplane is a {@link PostgresBackplane}: writes the
+ * batch's changes to the outbox with `client`, inside its open transaction,
+ * so that the announcement to the other nodes commits or rolls back with it.
+ * Otherwise does nothing, and `pending.commit()` publishes as usual. @internal
+ */
+export async function stageOutbox(hub: ObserverManager, client: pg.ClientBase, pending: PendingNotifications): Promise<void> {
+  const backplane = hub.backplane;
+  if (!(backplane instanceof PostgresBackplane) || pending.size === 0) return;
+  const changes = takeForOutbox(pending);
+  if (changes !== undefined) await backplane.stage(client, changes);
+}
+
+/** The segments of a pattern before its first wildcard, joined: `"a/b/*"` → `"a/b"`, `"*"` → `""`. */
+function literalPrefix(pattern: string): string {
+  const segments = pattern.split('/');
+  const first = segments.findIndex((s) => s === '*' || s === '**');
+  return segments.slice(0, first === -1 ? segments.length : first).join('/');
+}
+
+function likeEscape(text: string): string {
+  return text.replace(/[\\%_]/g, '\\$&');
+}
+
+function duration(value: unknown, arg: string, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+    throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', arg, `an integer >= ${min}`, value);
+  }
+  return value;
+}

@@ -1,0 +1,160 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import { InvalidArgumentError } from '../errors.js';
+import { Backplane, type BackplaneOptions } from './backplane.js';
+
+/** Options of {@link RedisBackplane}. */
+export interface RedisBackplaneOptions extends BackplaneOptions {
+  /** @default 'redis://127.0.0.1:6379' */
+  readonly url?: string;
+  /** Passed to both ioredis connections; herald sets reconnection, offline queue and resubscription itself. */
+  readonly redis?: RedisOptions;
+  /** Prepended to every channel, so that several clusters can share one server. @default 'herald:' */
+  readonly prefix?: string;
+}
+
+/** Redis's own limit on a bulk string (`proto-max-bulk-len`'s default). */
+const REDIS_MAX_BULK = 512 * 1024 * 1024;
+
+/**
+ * A backplane on Redis pub/sub (through ioredis): a connection of its own
+ * for subscriptions (a key is a channel, a pattern a PSUBSCRIBE glob), one
+ * for publishing. Redis pub/sub keeps nothing for a node that is away, so a
+ * lost connection ends in a gap signal once the node has resubscribed.
+ *
+ * @example
+ * ```ts
+ * import { ObserverManager } from 'herald';
+ * import { RedisBackplane } from 'herald/redis';
+ * const hub = new ObserverManager({ backplane: new RedisBackplane({ url: 'redis://127.0.0.1:6379' }) });
+ * ```
+ */
+export class RedisBackplane extends Backplane {
+  readonly engine = 'redis';
+  readonly #url: string;
+  readonly #redisOptions: RedisOptions;
+  readonly #prefix: string;
+  #subscriber: Redis | undefined;
+  #publisher: Redis | undefined;
+  /** Topics ('k:' or 'p:' + name) the subscriber connection holds now. */
+  readonly #subscribed = new Set<string>();
+  #subscriberReady = false;
+  #publisherReady = false;
+
+  constructor(options: RedisBackplaneOptions = {}) {
+    super(options, REDIS_MAX_BULK);
+    const url = options.url ?? 'redis://127.0.0.1:6379';
+    if (typeof url !== 'string' || !/^rediss?:\/\//.test(url)) {
+      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.url', 'a redis:// or rediss:// URL', url);
+    }
+    const prefix = options.prefix ?? 'herald:';
+    if (typeof prefix !== 'string' || /[*?[\]\\]/.test(prefix)) {
+      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.prefix', 'a string without glob characters', prefix);
+    }
+    this.#url = url;
+    this.#redisOptions = options.redis ?? {};
+    this.#prefix = prefix;
+  }
+
+  /** The name the subscriber connection gives itself (`CLIENT LIST` shows it). */
+  get subscriberName(): string {
+    return `herald-sub-${this.nodeId}`;
+  }
+
+  /** The channel a key's changes travel on. */
+  channelOf(key: string): string {
+    return this.#prefix + key;
+  }
+
+  protected start(): void {
+    // herald reads replies in ioredis's default ('legacy') shape.
+    const { replyMapping: _replyMapping, ...given } = this.#redisOptions;
+    const common: Omit<RedisOptions, 'replyMapping'> = {
+      ...given,
+      lazyConnect: false,
+      enableOfflineQueue: false,
+      autoResubscribe: false,
+      maxRetriesPerRequest: null,
+      retryStrategy: (times) => (this.isClosed ? null : this.backoff(times - 1)),
+    };
+    const subscriber = new Redis(this.#url, { ...common, connectionName: this.subscriberName });
+    const publisher = new Redis(this.#url, { ...common, enableAutoPipelining: true, connectionName: `herald-pub-${this.nodeId}` });
+    this.#subscriber = subscriber;
+    this.#publisher = publisher;
+    subscriber.on('messageBuffer', (_channel: Buffer, message: Buffer) => this.receive(message));
+    subscriber.on('pmessageBuffer', (_pattern: Buffer, _channel: Buffer, message: Buffer) => this.receive(message));
+    subscriber.on('ready', () => {
+      this.#subscriberReady = true;
+      this.#update();
+    });
+    subscriber.on('close', () => {
+      this.#subscriberReady = false;
+      this.#subscribed.clear(); // the server forgets a connection's subscriptions with it
+      this.#update();
+    });
+    publisher.on('ready', () => {
+      this.#publisherReady = true;
+      this.#update();
+    });
+    publisher.on('close', () => {
+      this.#publisherReady = false;
+      this.#update();
+    });
+    subscriber.on('error', (error: unknown) => this.reportError(error));
+    publisher.on('error', (error: unknown) => this.reportError(error));
+  }
+
+  #update(): void {
+    if (this.#subscriberReady && this.#publisherReady) this.connected();
+    else this.disconnected();
+  }
+
+  protected async subscribe(name: string, pattern: boolean): Promise<void> {
+    const subscriber = this.#subscriber!;
+    if (pattern) await subscriber.psubscribe(this.#globOf(name));
+    else await subscriber.subscribe(this.#prefix + name);
+    this.#subscribed.add((pattern ? 'p:' : 'k:') + name);
+  }
+
+  protected async unsubscribe(name: string, pattern: boolean): Promise<void> {
+    const subscriber = this.#subscriber!;
+    this.#subscribed.delete((pattern ? 'p:' : 'k:') + name);
+    if (pattern) await subscriber.punsubscribe(this.#globOf(name));
+    else await subscriber.unsubscribe(this.#prefix + name);
+  }
+
+  protected hasSubscription(name: string, pattern: boolean): boolean {
+    return this.#subscribed.has((pattern ? 'p:' : 'k:') + name);
+  }
+
+  protected subscriptionCount(): number {
+    return this.#subscribed.size;
+  }
+
+  async engineSubscriptions(): Promise<number> {
+    const list = (await this.#publisher!.client('LIST')) as string;
+    const line = list.split('\n').find((l) => l.includes(` name=${this.subscriberName} `));
+    if (line === undefined) return 0;
+    const count = (field: string): number => Number(new RegExp(` ${field}=(\\d+)`).exec(line)?.[1] ?? 0);
+    return count('sub') + count('psub');
+  }
+
+  protected send(key: string, data: Uint8Array | string): Promise<unknown> {
+    return this.#publisher!.publish(this.#prefix + key, data as Buffer | string);
+  }
+
+  protected shutdown(): Promise<void> {
+    this.#subscriber?.disconnect();
+    this.#publisher?.disconnect();
+    return Promise.resolve();
+  }
+
+  /**
+   * A herald pattern as a Redis glob: `*` and `**` become `*` (which Redis
+   * lets cross `/`, so a node may receive a little more than it observes; the
+   * hub delivers only what matches), and the rest is escaped.
+   */
+  #globOf(pattern: string): string {
+    const segments = pattern.split('/').map((segment) => (segment === '*' || segment === '**' ? '*' : segment.replace(/[*?[\]\\]/g, '\\$&')));
+    return this.#prefix + segments.join('/');
+  }
+}
