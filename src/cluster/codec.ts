@@ -91,7 +91,7 @@ function strict(holder: unknown, name: string, value: unknown, key: string, fiel
     }
   }
   const what = typeof original === 'object' && original !== null && !Array.isArray(original)
-    ? `an instance of ${(original as object).constructor?.name ?? 'a class'}`
+    ? `an instance of ${(original).constructor?.name ?? 'a class'}`
     : describeValue(original);
   throw new HeraldError('HERALD_UNSERIALIZABLE', `\`${field}\` of the change of ${JSON.stringify(key)} cannot be sent as JSON: it holds ${what}`);
 }

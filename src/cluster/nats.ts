@@ -1,5 +1,4 @@
-import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
-import type { NatsConnection, Subscription } from '@nats-io/nats-core';
+import { connect, type NatsConnection, type NodeConnectionOptions, type Subscription } from '@nats-io/transport-node';
 import { InvalidArgumentError } from '../errors.js';
 import { Backplane, type BackplaneOptions } from './backplane.js';
 

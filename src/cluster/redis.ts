@@ -67,7 +67,8 @@ export class RedisBackplane extends Backplane {
 
   protected start(): void {
     // herald reads replies in ioredis's default ('legacy') shape.
-    const { replyMapping: _replyMapping, ...given } = this.#redisOptions;
+    // eslint-disable-next-line @typescript-eslint/no-unused-vars -- taken out, not used
+    const { replyMapping, ...given } = this.#redisOptions;
     const common: Omit<RedisOptions, 'replyMapping'> = {
       ...given,
       lazyConnect: false,

@@ -62,11 +62,11 @@ export function serveClusterNode(makeHub: () => ObserverManager | Promise<Observ
         if ((await store.getSession(session)) === undefined) await store.createSession(session);
         if (request['fail'] === true) {
           await store.transaction(session, async (tx) => {
-            await tx.set(request['name'] as string, request['value'] as number);
+            await tx.set(request['name'] as string, request['value']);
             throw new Error('rolled back on purpose');
           }).catch(() => {});
         } else {
-          await store.set(session, request['name'] as string, request['value'] as number);
+          await store.set(session, request['name'] as string, request['value']);
         }
         await hub.drain();
         await backplane.ready();

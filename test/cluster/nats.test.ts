@@ -1,12 +1,11 @@
-import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
-import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
+import { after } from 'node:test';
+import { connect } from '@nats-io/transport-node';
 import { NatsBackplane } from '../../src/nats.js';
 import { backplaneSuite } from '../../src/testing.js';
 import { engineGate, urls } from '../support/engines.js';
 
 const skip = await engineGate('nats');
-const raw = skip === false ? await connect({ servers: urls.nats } as NodeConnectionOptions) : undefined;
+const raw = skip === false ? await connect({ servers: urls.nats }) : undefined;
 after(() => raw?.close());
 
 backplaneSuite({

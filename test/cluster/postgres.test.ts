@@ -1,5 +1,4 @@
-import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
+import { after } from 'node:test';
 import pg from 'pg';
 import { PostgresBackplane } from '../../src/postgres.js';
 import { backplaneSuite } from '../../src/testing.js';

@@ -1,0 +1,49 @@
+import { ObserverManager, type Backplane, type Change, type Gap } from '../../src/index.js';
+
+/** A hub on `backplane` with one observer of `key` that records changes and gaps, and wakes waiters as they come. */
+export function clusteredHub(backplane: Backplane, key: string): ClusteredHub {
+  const hub = new ObserverManager({ backplane, sweepIntervalMs: 0 });
+  const node: ClusteredHub = { hub, backplane, changes: [], gaps: [], until: undefined! };
+  const waiters = new Set<() => void>();
+  const wake = (): void => {
+    for (const waiter of [...waiters]) waiter();
+  };
+  hub.observe(key, (change) => void (node.changes.push(change), wake()), { onGap: (gap) => void (node.gaps.push(gap), wake()) });
+  node.until = (predicate) => new Promise<void>((resolve) => {
+    const check = (): void => {
+      if (!predicate(node)) return;
+      waiters.delete(check);
+      resolve();
+    };
+    waiters.add(check);
+    check();
+  });
+  return node;
+}
+
+export interface ClusteredHub {
+  readonly hub: ObserverManager;
+  readonly backplane: Backplane;
+  readonly changes: Change[];
+  readonly gaps: Gap[];
+  /** Resolves once `predicate` holds; checked on every arrival, never on a timer. */
+  until(predicate: (node: ClusteredHub) => boolean): Promise<void>;
+}
+
+/** Collects unhandled rejections and uncaught errors while a test runs. */
+export function trapUnhandled(): { readonly errors: unknown[]; stop(): void } {
+  const errors: unknown[] = [];
+  const onError = (error: unknown): void => void errors.push(error);
+  process.on('unhandledRejection', onError);
+  process.on('uncaughtException', onError);
+  return {
+    errors,
+    stop: () => {
+      process.off('unhandledRejection', onError);
+      process.off('uncaughtException', onError);
+    },
+  };
+}
+
+let counter = 0;
+export const uniqueKey = (name: string): string => `fault/${process.pid}/${name}/${++counter}`;
