@@ -139,11 +139,11 @@ export abstract class Backplane {
       throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.codec', 'a codec with encode and decode', codec);
     }
     this.#codec = codec;
-    this.maxMessageBytes = positiveInteger(options?.maxMessageBytes, 'options.maxMessageBytes', defaultMaxMessageBytes);
-    this.#maxBuffered = positiveInteger(options?.maxBuffered, 'options.maxBuffered', 10_000, true);
+    this.maxMessageBytes = integerOption(options?.maxMessageBytes, 'options.maxMessageBytes', defaultMaxMessageBytes, 1);
+    this.#maxBuffered = integerOption(options?.maxBuffered, 'options.maxBuffered', 10_000, 0);
     assertOptions(options?.reconnect, 'options.reconnect');
-    this.#initialDelayMs = positiveInteger(options?.reconnect?.initialDelayMs, 'options.reconnect.initialDelayMs', 50);
-    this.#maxDelayMs = positiveInteger(options?.reconnect?.maxDelayMs, 'options.reconnect.maxDelayMs', 5000);
+    this.#initialDelayMs = integerOption(options?.reconnect?.initialDelayMs, 'options.reconnect.initialDelayMs', 50, 1);
+    this.#maxDelayMs = integerOption(options?.reconnect?.maxDelayMs, 'options.reconnect.maxDelayMs', 5000, 1);
     optionalFunction(options?.onError, 'options.onError');
     this.#onError = options?.onError;
   }
@@ -456,10 +456,11 @@ function isWireChange(value: unknown): value is WireChange {
     && isPlainObject(c.meta);
 }
 
-function positiveInteger(value: unknown, arg: string, fallback: number, allowZero = false): number {
+/** An integer option of at least `min`, or `fallback` when absent. @internal */
+export function integerOption(value: unknown, arg: string, fallback: number, min: number): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < (allowZero ? 0 : 1)) {
-    throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', arg, allowZero ? 'an integer >= 0' : 'an integer > 0', value);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+    throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', arg, `an integer >= ${min}`, value);
   }
   return value;
 }

@@ -1,6 +1,6 @@
 import { connect, type NatsConnection, type NodeConnectionOptions, type Subscription } from '@nats-io/transport-node';
 import { InvalidArgumentError } from '../errors.js';
-import { Backplane, type BackplaneOptions } from './backplane.js';
+import { Backplane, integerOption, type BackplaneOptions } from './backplane.js';
 
 /** Options of {@link NatsBackplane}. */
 export interface NatsBackplaneOptions extends BackplaneOptions {
@@ -57,10 +57,7 @@ export class NatsBackplane extends Backplane {
     if (typeof prefix !== 'string' || !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(prefix)) {
       throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.prefix', 'subject tokens of letters, digits, _ and -, separated by dots', prefix);
     }
-    const slow = options.slowConsumerPending ?? 10_000;
-    if (!Number.isSafeInteger(slow) || slow < 1) {
-      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.slowConsumerPending', 'an integer > 0', slow);
-    }
+    const slow = integerOption(options.slowConsumerPending, 'options.slowConsumerPending', 10_000, 1);
     this.#servers = typeof servers === 'string' ? servers : [...servers];
     this.#natsOptions = options.nats ?? {};
     this.#prefix = prefix;

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { InvalidArgumentError } from '../errors.js';
 import { assertOptions } from '../internal/assert.js';
 import { Deque } from '../internal/deque.js';
 import { takeForOutbox, type BatchedChange, type PendingNotifications } from '../delivery/pending.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
-import { Backplane, type BackplaneOptions } from './backplane.js';
+import { Backplane, integerOption, type BackplaneOptions } from './backplane.js';
+import { createOnce, resolvePool, type PoolSource } from '../store/pg-transaction.js';
 import type { WireChange } from './codec.js';
 
 /** Options of {@link PostgresBackplane}: a `pool` of yours, or a `connectionString` for one the backplane owns. */
@@ -20,10 +20,9 @@ export type PostgresBackplaneOptions = BackplaneOptions & {
   readonly pruneIntervalMs?: number;
   /** Rows replayed at most after one reconnection; past it the rest is signalled as a gap. @default 100000 */
   readonly maxReplayRows?: number;
-} & ({ readonly pool: pg.Pool; readonly connectionString?: never } | { readonly connectionString: string; readonly pool?: never });
+} & PoolSource;
 
 
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 /** A bytea column takes up to 1 GB; the outbox row is what carries the change, NOTIFY only its id. */
 const BYTEA_MAX = 1024 * 1024 * 1024 - 1;
 /** Outbox ids remembered as delivered, for skipping them in a replay. */
@@ -64,7 +63,7 @@ export class PostgresBackplane extends Backplane {
   #retryTimer: NodeJS.Timeout | undefined;
   #pruneTimer: NodeJS.Timeout | undefined;
   #attempt = 0;
-  /** channel → topic ('k:' or 'p:' + name) listened on now. */
+  /** Topic ('k:' or 'p:' + name) → the channel it listens on now; patterns with one literal prefix share a channel. */
   readonly #listening = new Map<string, string>();
   /** Ids announced by NOTIFY and not fetched yet. */
   #pendingIds: string[] = [];
@@ -81,31 +80,15 @@ export class PostgresBackplane extends Backplane {
   constructor(options: PostgresBackplaneOptions) {
     super(options, BYTEA_MAX);
     assertOptions(options, 'options');
-    const schema = options.schema ?? 'herald';
-    if (typeof schema !== 'string' || !SCHEMA_NAME.test(schema)) {
-      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.schema', 'a lower-case SQL identifier', schema);
-    }
-    if (options.pool !== undefined) {
-      if (typeof (options.pool as { connect?: unknown }).connect !== 'function') {
-        throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.pool', 'a pg Pool', options.pool);
-      }
-      this.#pool = options.pool;
-      this.#ownsPool = false;
-    } else {
-      const connectionString: unknown = (options as { connectionString?: unknown } | undefined)?.connectionString;
-      if (typeof connectionString !== 'string') {
-        throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.connectionString', 'a PostgreSQL connection string (or pass `pool`)', connectionString);
-      }
-      this.#pool = new pg.Pool({ connectionString, max: 4, allowExitOnIdle: true });
-      this.#ownsPool = true;
-    }
-    this.#pool.on('error', (error) => this.reportError(error));
+    const { schema, pool, owned } = resolvePool(options, (error) => this.reportError(error), 4);
+    this.#pool = pool;
+    this.#ownsPool = owned;
     this.#schema = schema;
     this.#outbox = `"${schema}".outbox`;
-    this.#maxAgeMs = duration(options.outboxMaxAgeMs, 'options.outboxMaxAgeMs', 3_600_000, 1);
-    this.#maxRows = duration(options.outboxMaxRows, 'options.outboxMaxRows', 100_000, 1);
-    this.#pruneIntervalMs = duration(options.pruneIntervalMs, 'options.pruneIntervalMs', 60_000, 0);
-    this.#maxReplayRows = duration(options.maxReplayRows, 'options.maxReplayRows', 100_000, 1);
+    this.#maxAgeMs = integerOption(options.outboxMaxAgeMs, 'options.outboxMaxAgeMs', 3_600_000, 1);
+    this.#maxRows = integerOption(options.outboxMaxRows, 'options.outboxMaxRows', 100_000, 1);
+    this.#pruneIntervalMs = integerOption(options.pruneIntervalMs, 'options.pruneIntervalMs', 60_000, 0);
+    this.#maxReplayRows = integerOption(options.maxReplayRows, 'options.maxReplayRows', 100_000, 1);
   }
 
   /** The `application_name` of the listener connection (`pg_stat_activity` shows it). */
@@ -181,25 +164,20 @@ export class PostgresBackplane extends Backplane {
   protected async subscribe(name: string, pattern: boolean): Promise<void> {
     const client = this.#listener;
     if (client === undefined) return;
-    const channel = pattern ? this.#channel('p', literalPrefix(name)) : this.#channel('k', name);
-    const topic = (pattern ? 'p:' : 'k:') + name;
-    // Patterns sharing a literal prefix share its channel.
-    const shared = [...this.#listening.values()].some((t) => this.#channelOfTopic(t) === channel);
-    if (!shared) await client.query(`LISTEN "${channel}"`);
-    this.#listening.set(`${channel} ${topic}`, topic);
+    const channel = this.#channelOf(name, pattern);
+    if (![...this.#listening.values()].includes(channel)) await client.query(`LISTEN "${channel}"`);
+    this.#listening.set((pattern ? 'p:' : 'k:') + name, channel);
   }
 
   protected async unsubscribe(name: string, pattern: boolean): Promise<void> {
+    const channel = this.#channelOf(name, pattern);
+    this.#listening.delete((pattern ? 'p:' : 'k:') + name);
     const client = this.#listener;
-    const channel = pattern ? this.#channel('p', literalPrefix(name)) : this.#channel('k', name);
-    this.#listening.delete(`${channel} ${(pattern ? 'p:' : 'k:') + name}`);
-    const stillUsed = [...this.#listening.values()].some((t) => this.#channelOfTopic(t) === channel);
-    if (client !== undefined && !stillUsed) await client.query(`UNLISTEN "${channel}"`);
+    if (client !== undefined && ![...this.#listening.values()].includes(channel)) await client.query(`UNLISTEN "${channel}"`);
   }
 
   protected hasSubscription(name: string, pattern: boolean): boolean {
-    const channel = pattern ? this.#channel('p', literalPrefix(name)) : this.#channel('k', name);
-    return this.#listening.has(`${channel} ${(pattern ? 'p:' : 'k:') + name}`);
+    return this.#listening.has((pattern ? 'p:' : 'k:') + name);
   }
 
   protected subscriptionCount(): number {
@@ -371,34 +349,24 @@ export class PostgresBackplane extends Backplane {
     return `herald_${kind}_${createHash('sha1').update(`${this.#schema}\0${name}`).digest('hex')}`;
   }
 
-  #channelOfTopic(topic: string): string {
-    const name = topic.slice(2);
-    return topic.startsWith('p:') ? this.#channel('p', literalPrefix(name)) : this.#channel('k', name);
+  /** A key listens on its own channel, a pattern on the channel of its literal prefix. */
+  #channelOf(name: string, pattern: boolean): string {
+    return pattern ? this.#channel('p', literalPrefix(name)) : this.#channel('k', name);
   }
 
   #ensureTable(): Promise<void> {
-    this.#ready ??= (async () => {
-      const client = await this.#pool.connect();
-      try {
-        await client.query('BEGIN');
-        await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`herald:${this.#schema}`]);
-        await client.query(`CREATE SCHEMA IF NOT EXISTS "${this.#schema}"`);
-        await client.query(`CREATE TABLE IF NOT EXISTS ${this.#outbox} (
-          id bigserial PRIMARY KEY,
-          origin text NOT NULL,
-          key text NOT NULL,
-          payload bytea NOT NULL,
-          created_at timestamptz NOT NULL DEFAULT now())`);
-        await client.query(`CREATE INDEX IF NOT EXISTS outbox_created_at ON ${this.#outbox} (created_at)`);
-        await client.query('COMMIT');
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => {});
-        this.#ready = undefined;
-        throw error;
-      } finally {
-        client.release();
-      }
-    })();
+    this.#ready ??= createOnce(this.#pool, this.#schema, [
+      `CREATE TABLE IF NOT EXISTS ${this.#outbox} (
+        id bigserial PRIMARY KEY,
+        origin text NOT NULL,
+        key text NOT NULL,
+        payload bytea NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now())`,
+      `CREATE INDEX IF NOT EXISTS outbox_created_at ON ${this.#outbox} (created_at)`,
+    ]).catch((error: unknown) => {
+      this.#ready = undefined;
+      throw error;
+    });
     return this.#ready;
   }
 }
@@ -427,10 +395,3 @@ function likeEscape(text: string): string {
   return text.replace(/[\\%_]/g, '\\$&');
 }
 
-function duration(value: unknown, arg: string, fallback: number, min: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
-    throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', arg, `an integer >= ${min}`, value);
-  }
-  return value;
-}

@@ -1,9 +1,9 @@
 import pg from 'pg';
-import { HeraldError, InvalidArgumentError } from '../errors.js';
+import { HeraldError } from '../errors.js';
 import type { JsonValue } from './json.js';
 import { stageOutbox } from '../cluster/postgres.js';
 import type { PendingNotifications } from '../delivery/pending.js';
-import { inTransaction } from './pg-transaction.js';
+import { createOnce, inTransaction, resolvePool } from './pg-transaction.js';
 import { noSession, SessionStoreBase, type SessionInfo, type StoreOptions, type StoredVariable, type Unit, type VariableEntry } from './store.js';
 
 /** Options of {@link PostgresSessionStore}: a `pool` of yours, or a `connectionString` for one the store owns. */
@@ -11,8 +11,6 @@ export type PostgresStoreOptions = StoreOptions & {
   /** Where the store's tables live; created on first use. @default 'herald' */
   readonly schema?: string;
 } & ({ readonly pool: pg.Pool; readonly connectionString?: never } | { readonly connectionString: string; readonly pool?: never });
-
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 interface SessionRow {
   id: string;
@@ -46,26 +44,10 @@ export class PostgresSessionStore extends SessionStoreBase {
 
   constructor(options: PostgresStoreOptions) {
     super(options);
-    const schema = options.schema ?? 'herald';
-    if (typeof schema !== 'string' || !SCHEMA_NAME.test(schema)) {
-      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.schema', 'a lower-case SQL identifier such as "herald"', schema);
-    }
-    if (options.pool !== undefined) {
-      if (typeof (options.pool as { connect?: unknown }).connect !== 'function') {
-        throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.pool', 'a pg Pool', options.pool);
-      }
-      this.#pool = options.pool;
-      this.#ownsPool = false;
-    } else {
-      if (typeof options.connectionString !== 'string' || options.connectionString.length === 0) {
-        throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.connectionString', 'a PostgreSQL URL (or pass `pool`)', options.connectionString);
-      }
-      // allowExitOnIdle: like the expiry timer, the store's own idle connections never keep a process alive.
-      this.#pool = new pg.Pool({ connectionString: options.connectionString, allowExitOnIdle: true });
-      // An idle client whose connection dies is dropped by the pool; without a listener the error would crash the process.
-      this.#pool.on('error', () => {});
-      this.#ownsPool = true;
-    }
+    // An idle client whose connection dies is dropped by the pool; the store has nobody to tell.
+    const { schema, pool, owned } = resolvePool(options, () => {});
+    this.#pool = pool;
+    this.#ownsPool = owned;
     this.#schema = schema;
     this.#sessions = `"${schema}".sessions`;
     this.#variables = `"${schema}".variables`;
@@ -212,34 +194,24 @@ export class PostgresSessionStore extends SessionStoreBase {
 
   /** Creates the schema and tables once; concurrent first uses (from any process) wait on one advisory lock. */
   #ensureTables(): Promise<void> {
-    this.#ready ??= (async () => {
-      const client = await this.#pool.connect();
-      try {
-        await client.query('BEGIN');
-        await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`herald:${this.#schema}`]);
-        await client.query(`CREATE SCHEMA IF NOT EXISTS "${this.#schema}"`);
-        await client.query(`CREATE TABLE IF NOT EXISTS ${this.#sessions} (
-          id text PRIMARY KEY,
-          created_at bigint NOT NULL,
-          expires_at bigint,
-          meta jsonb
-        )`);
-        await client.query(`CREATE TABLE IF NOT EXISTS ${this.#variables} (
-          session_id text NOT NULL REFERENCES ${this.#sessions} (id) ON DELETE CASCADE,
-          name text NOT NULL,
-          value jsonb,
-          version bigint NOT NULL,
-          PRIMARY KEY (session_id, name)
-        )`);
-        await client.query('COMMIT');
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => {});
-        this.#ready = undefined;
-        throw storeError(`could not create the tables in schema "${this.#schema}"`, error);
-      } finally {
-        client.release();
-      }
-    })();
+    this.#ready ??= createOnce(this.#pool, this.#schema, [
+      `CREATE TABLE IF NOT EXISTS ${this.#sessions} (
+        id text PRIMARY KEY,
+        created_at bigint NOT NULL,
+        expires_at bigint,
+        meta jsonb
+      )`,
+      `CREATE TABLE IF NOT EXISTS ${this.#variables} (
+        session_id text NOT NULL REFERENCES ${this.#sessions} (id) ON DELETE CASCADE,
+        name text NOT NULL,
+        value jsonb,
+        version bigint NOT NULL,
+        PRIMARY KEY (session_id, name)
+      )`,
+    ]).catch((error: unknown) => {
+      this.#ready = undefined;
+      throw storeError(`could not create the tables in schema "${this.#schema}"`, error);
+    });
     return this.#ready;
   }
 }
