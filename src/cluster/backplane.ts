@@ -8,7 +8,11 @@ import { jsonCodec, type Codec, type WireChange } from './codec.js';
 export type BackplaneState = 'connecting' | 'connected' | 'reconnecting' | 'closed';
 
 /** Why observers were told that changes may have been missed. */
-export type GapReason = 'reconnected' | 'slow-consumer' | 'replay-incomplete';
+export type GapReason =
+  /** The connection to the engine was lost and is back; what was sent meanwhile did not arrive. */
+  | 'reconnected'
+  /** A replay after a reconnection could not cover everything (the outbox was pruned past it, or it was too long). */
+  | 'replay-incomplete';
 
 /**
  * The gap signal: changes of other nodes may have been missed, so an
@@ -80,6 +84,14 @@ export interface BackplaneOptions {
   readonly reconnect?: ReconnectOptions;
   /** Connection and engine errors; they are also counted, and the latest is in `stats().lastError`. */
   readonly onError?: (error: unknown) => void;
+  /**
+   * How long `close()` waits for changes in flight to be handed over (while
+   * the engine is connected) before it ends the connections anyway; a lost
+   * connection ends the wait at once. @default 5000
+   */
+  readonly closeTimeoutMs?: number;
+  /** Called each time the connection's state changes (`connecting`, `connected`, `reconnecting`, `closed`): for health checks and logs. */
+  readonly onStateChange?: (state: BackplaneState) => void;
 }
 
 /** What a hub hands its backplane: the way back in. @internal */
@@ -109,6 +121,8 @@ export abstract class Backplane {
   readonly #initialDelayMs: number;
   readonly #maxDelayMs: number;
   readonly #onError: ((error: unknown) => void) | undefined;
+  readonly #closeTimeoutMs: number;
+  readonly #onStateChange: ((state: BackplaneState) => void) | undefined;
   /** An engine may lower it to what its server reports once connected. */
   protected maxMessageBytes: number;
 
@@ -124,7 +138,12 @@ export abstract class Backplane {
   /** Sends and subscription changes not yet settled. */
   #inFlight = 0;
   #idleWaiters: (() => void)[] = [];
+  /** Ends close()'s wait for what is in flight: called when it has settled, or when the connection is lost. */
+  #endFlush: (() => void) | undefined;
+  #closing: Promise<void> | undefined;
   readonly #buffer = new Deque<readonly [string, Uint8Array | string]>();
+  /** Changes sent on a connection that was then lost, before their reply: sent again first when it is back. */
+  #resend: (readonly [string, Uint8Array | string])[] = [];
   readonly #lastSeen = new Map<string, number>();
   #lastError: string | undefined;
   protected readonly counters = {
@@ -146,6 +165,9 @@ export abstract class Backplane {
     this.#maxDelayMs = integerOption(options?.reconnect?.maxDelayMs, 'options.reconnect.maxDelayMs', 5000, 1);
     optionalFunction(options?.onError, 'options.onError');
     this.#onError = options?.onError;
+    this.#closeTimeoutMs = integerOption(options?.closeTimeoutMs, 'options.closeTimeoutMs', 5000, 0);
+    optionalFunction(options?.onStateChange, 'options.onStateChange');
+    this.#onStateChange = options?.onStateChange;
   }
 
   // ---- what the hub calls ----
@@ -189,15 +211,7 @@ export abstract class Backplane {
   publish(key: string, data: Uint8Array | string): void {
     if (this.#state !== 'connected') {
       if (this.#state === 'closed') return;
-      if (this.#buffer.length >= this.#maxBuffered) {
-        if (this.#maxBuffered === 0) {
-          this.counters.publishDropped++;
-          return;
-        }
-        this.#buffer.shift();
-        this.counters.publishDropped++;
-      }
-      this.#buffer.push([key, data]);
+      this.#hold(this.#buffer, key, data);
       return;
     }
     this.#send(key, data);
@@ -233,7 +247,7 @@ export abstract class Backplane {
       state: this.#state,
       connected: this.#state === 'connected',
       ...this.counters,
-      buffered: this.#buffer.length,
+      buffered: this.#buffer.length + this.#resend.length,
       subscriptions: this.subscriptionCount(),
       lastError: this.#lastError,
     };
@@ -243,12 +257,22 @@ export abstract class Backplane {
     return this.#state;
   }
 
-  /** Closes the engine connections after handing over what is in flight; idempotent. The hub's `close()` calls it. */
-  async close(): Promise<void> {
+  /**
+   * Closes the engine connections after handing over what is in flight
+   * (for at most `closeTimeoutMs`, and not at all once the connection is
+   * lost); idempotent. The hub's `close()` calls it.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     if (this.#state === 'closed') return;
-    if (this.#state === 'connected') await this.#settled();
-    this.#state = 'closed';
+    if (this.#state === 'connected' && this.#inFlight > 0) await this.#flushed();
+    this.#setState('closed');
     this.#buffer.clear();
+    this.#resend = [];
     try {
       await this.shutdown();
     } catch (error) {
@@ -278,6 +302,17 @@ export abstract class Backplane {
   protected abstract send(key: string, data: Uint8Array | string): Promise<unknown> | void;
   /** Ends the engine connections. */
   protected abstract shutdown(): Promise<void>;
+
+  /**
+   * Whether a failed send was lost with its connection rather than refused
+   * by the engine. Such a change is kept and sent again once the connection
+   * is back (the engine reports the loss and reconnects);
+   * receivers drop it if it had arrived after all (its message number is not
+   * new). An engine whose receivers cannot tell keeps the default, false.
+   */
+  protected lostInTransit(_error: unknown): boolean {
+    return false;
+  }
 
   /**
    * After a reconnection, before the gap signal: an engine that can replay
@@ -311,10 +346,13 @@ export abstract class Backplane {
     if (this.#state === 'closed' || this.#state === 'connected') return;
     const again = this.#everConnected;
     this.#everConnected = true;
-    this.#state = 'connected';
+    this.#setState('connected');
     if (again) this.counters.reconnects++;
     for (const topic of this.#wanted.keys()) this.#queueSync(topic);
     this.#track(this.#ops.then(async () => {
+      const resend = this.#resend;
+      this.#resend = [];
+      for (const [key, data] of resend) this.#send(key, data);
       while (this.#buffer.length > 0 && this.#state === 'connected') {
         const [key, data] = this.#buffer.shift()!;
         this.#send(key, data);
@@ -334,7 +372,9 @@ export abstract class Backplane {
   protected disconnected(error?: unknown): void {
     if (error !== undefined) this.reportError(error);
     if (this.#state === 'closed') return;
-    this.#state = this.#everConnected ? 'reconnecting' : 'connecting';
+    this.#setState(this.#everConnected ? 'reconnecting' : 'connecting');
+    // What was in flight will not be handed over on this connection: close() stops waiting for it.
+    this.#endFlush?.();
   }
 
   /** Tells every observer of the hub that changes may have been missed. */
@@ -381,6 +421,16 @@ export abstract class Backplane {
 
   // ---- internals ----
 
+  #setState(state: BackplaneState): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    try {
+      this.#onStateChange?.(state);
+    } catch (error) {
+      this.reportError(error);
+    }
+  }
+
   /** Per origin, a message number not above the last one seen is a duplicate or late: dropped, so `seq` order holds. */
   #inOrder(change: WireChange): boolean {
     const last = this.#lastSeen.get(change.origin);
@@ -399,12 +449,29 @@ export abstract class Backplane {
       this.#failed(error);
       return;
     }
-    if (sent !== undefined) this.#track(sent.then(undefined, (error: unknown) => this.#failed(error)));
+    if (sent !== undefined) this.#track(sent.then(undefined, (error: unknown) => this.#failed(error, key, data)));
   }
 
-  #failed(error: unknown): void {
+  #failed(error: unknown, key?: string, data?: Uint8Array | string): void {
+    // Lost with its connection (which may not have noticed yet): sent again once it is back.
+    if (key !== undefined && this.#state !== 'closed' && this.lostInTransit(error)) {
+      this.counters.published--;
+      this.#hold(this.#resend, key, data!);
+      return;
+    }
     this.counters.publishFailed++;
     this.reportError(error);
+  }
+
+  /** Keeps a change for later in `queue`, within `maxBuffered` changes in all; the oldest kept is dropped past it. */
+  #hold(queue: Deque<readonly [string, Uint8Array | string]> | (readonly [string, Uint8Array | string])[], key: string, data: Uint8Array | string): void {
+    if (this.#buffer.length + this.#resend.length >= this.#maxBuffered) {
+      this.counters.publishDropped++;
+      if (this.#maxBuffered === 0) return;
+      if (this.#resend.length > 0) this.#resend.shift();
+      else this.#buffer.shift();
+    }
+    queue.push([key, data]);
   }
 
   #queueSync(topic: string): void {
@@ -427,6 +494,7 @@ export abstract class Backplane {
     this.#inFlight++;
     void promise.finally(() => {
       this.#inFlight--;
+      if (this.#inFlight === 0) this.#endFlush?.();
       if (this.#isIdle()) this.#wakeIdle();
     });
   }
@@ -435,8 +503,16 @@ export abstract class Backplane {
     return this.#inFlight === 0 && (this.#state === 'connected' || this.#state === 'closed');
   }
 
-  #settled(): Promise<void> {
-    return this.#inFlight === 0 ? Promise.resolve() : new Promise((resolve) => this.#idleWaiters.push(resolve));
+  /** Resolves once nothing is in flight, the connection is lost, or `closeTimeoutMs` has passed. */
+  #flushed(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.#endFlush!(), this.#closeTimeoutMs);
+      this.#endFlush = () => {
+        clearTimeout(timer);
+        this.#endFlush = undefined;
+        resolve();
+      };
+    });
   }
 
   #wakeIdle(): void {

@@ -1,6 +1,6 @@
 import { connect, type NatsConnection, type NodeConnectionOptions, type Subscription } from '@nats-io/transport-node';
 import { InvalidArgumentError } from '../errors.js';
-import { Backplane, integerOption, type BackplaneOptions } from './backplane.js';
+import { Backplane, type BackplaneOptions } from './backplane.js';
 
 /** Options of {@link NatsBackplane}. */
 export interface NatsBackplaneOptions extends BackplaneOptions {
@@ -10,11 +10,6 @@ export interface NatsBackplaneOptions extends BackplaneOptions {
   readonly nats?: NodeConnectionOptions;
   /** The first subject token of every change, so that several clusters can share one server. @default 'herald' */
   readonly prefix?: string;
-  /**
-   * Messages pending on a subscription before the client reports it as a
-   * slow consumer, which herald turns into a gap signal. @default 10000
-   */
-  readonly slowConsumerPending?: number;
 }
 
 /** The NATS server's default `max_payload`; the server's own figure replaces it once connected. */
@@ -26,6 +21,11 @@ const NATS_DEFAULT_MAX_PAYLOAD = 1024 * 1024;
  * a pattern's `*` is NATS's `*` and its trailing `**` is `>`. One connection,
  * with echo off; the client resubscribes by itself after a reconnection, and
  * herald signals a gap, since core NATS keeps nothing for a node that is away.
+ * A node too slow to read what the server sends it is a slow consumer to the
+ * server, which drops its connection: that too ends in a reconnection and a
+ * gap signal. (The client's own slow-consumer reports exist only for iterator
+ * subscriptions, which drop nothing; herald subscribes with callbacks, and
+ * hands each change straight to the hub's bounded observer queues.)
  *
  * @example
  * ```ts
@@ -39,11 +39,12 @@ export class NatsBackplane extends Backplane {
   readonly #servers: string | string[];
   readonly #natsOptions: NodeConnectionOptions;
   readonly #prefix: string;
-  readonly #slow: number;
   #connection: NatsConnection | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #attempt = 0;
   #up = false;
+  /** Wakes a close() that is waiting for a flush when the connection goes. */
+  #onDown: (() => void) | undefined;
   /** Topic ('k:' or 'p:' + name) → its subscription. */
   readonly #subscriptions = new Map<string, Subscription>();
 
@@ -57,11 +58,9 @@ export class NatsBackplane extends Backplane {
     if (typeof prefix !== 'string' || !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(prefix)) {
       throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.prefix', 'subject tokens of letters, digits, _ and -, separated by dots', prefix);
     }
-    const slow = integerOption(options.slowConsumerPending, 'options.slowConsumerPending', 10_000, 1);
     this.#servers = typeof servers === 'string' ? servers : [...servers];
     this.#natsOptions = options.nats ?? {};
     this.#prefix = prefix;
-    this.#slow = slow;
   }
 
   /** The subject a key's changes travel on. */
@@ -108,15 +107,16 @@ export class NatsBackplane extends Backplane {
       switch (status.type) {
         case 'disconnect':
           this.#up = false;
+          this.#onDown?.();
           this.disconnected();
           break;
         case 'reconnect':
           this.#attempt = 0;
           this.#up = true;
-          this.connected();
-          break;
-        case 'slowConsumer':
-          this.signalGap('slow-consumer');
+          // The client has sent its subscriptions again; the round trip makes sure the server has them before observers hear of the gap.
+          connection.flush().then(() => {
+            if (this.#up) this.connected();
+          }, (error: unknown) => this.reportError(error));
           break;
         case 'error':
           this.reportError(status.error);
@@ -127,16 +127,17 @@ export class NatsBackplane extends Backplane {
     }
   }
 
-  protected subscribe(name: string, pattern: boolean): void {
+  protected async subscribe(name: string, pattern: boolean): Promise<void> {
     const subject = pattern ? this.#patternSubject(name) : this.subjectOf(name);
     const subscription = this.#connection!.subscribe(subject, {
-      slow: this.#slow,
       callback: (error, message) => {
         if (error !== null) this.reportError(error);
         else this.receive(message.data);
       },
     });
     this.#subscriptions.set((pattern ? 'p:' : 'k:') + name, subscription);
+    // A round trip: once the server answers, it has the subscription, and changes published after it arrive.
+    await this.#connection!.flush();
   }
 
   protected unsubscribe(name: string, pattern: boolean): void {
@@ -167,9 +168,12 @@ export class NatsBackplane extends Backplane {
     clearTimeout(this.#retryTimer);
     const connection = this.#connection;
     if (connection === undefined || connection.isClosed()) return;
-    // A live connection flushes what was published first; one that is away is just closed.
-    if (this.#up) await connection.drain().catch(() => connection.close());
-    else await connection.close();
+    // A live connection hands over what was published first (a round trip), unless it goes meanwhile.
+    if (this.#up) {
+      const down = new Promise<void>((resolve) => (this.#onDown = resolve));
+      await Promise.race([connection.flush(), down]).catch(() => {});
+    }
+    await connection.close();
   }
 
   #patternSubject(pattern: string): string {

@@ -25,8 +25,8 @@ export type PostgresBackplaneOptions = BackplaneOptions & {
 
 /** A bytea column takes up to 1 GB; the outbox row is what carries the change, NOTIFY only its id. */
 const BYTEA_MAX = 1024 * 1024 * 1024 - 1;
-/** Outbox ids remembered as delivered, for skipping them in a replay. */
-const SEEN_IDS = 100_000;
+/** Changes remembered as delivered, for skipping them in a replay or when sent twice. */
+const SEEN_CHANGES = 100_000;
 
 /**
  * A backplane on PostgreSQL LISTEN/NOTIFY with an outbox table. Each change
@@ -68,11 +68,15 @@ export class PostgresBackplane extends Backplane {
   /** Ids announced by NOTIFY and not fetched yet. */
   #pendingIds: string[] = [];
   #fetching = false;
-  /** Outbox ids delivered (or skipped) lately, oldest first; a replay skips them. */
+  /**
+   * Changes delivered lately, as origin and message number: a replay skips
+   * them, and so does a change sent again after its connection was lost
+   * (a second row with the same change). With their outbox ids, oldest first.
+   */
   readonly #seen = new Set<string>();
-  readonly #seenOrder = new Deque<string>();
+  readonly #seenOrder = new Deque<readonly [id: string, change: string]>();
   /** Replays start after this id: everything up to it was delivered, or was before this node began. */
-  #floor = '0';
+  #floor: string | undefined;
   /** Sends go one batch at a time, so one node's changes commit in the order they were notified. */
   #batch: [string, Uint8Array | string][] = [];
   #sending: Promise<void> | undefined;
@@ -143,7 +147,7 @@ export class PostgresBackplane extends Backplane {
     try {
       await this.#ensureTable();
       await client.connect();
-      if (this.#floor === '0') {
+      if (this.#floor === undefined) {
         const { rows } = await client.query<{ max: string }>(`SELECT coalesce(max(id), 0)::text AS max FROM ${this.#outbox}`);
         this.#floor = rows[0]!.max;
       }
@@ -214,7 +218,8 @@ export class PostgresBackplane extends Backplane {
   /** Replays what the listener missed while it was away: rows past the floor, of keys this node observes, not seen yet. */
   protected override async recover(): Promise<boolean> {
     const client = this.#listener;
-    if (client === undefined) return false;
+    const floor = this.#floor;
+    if (client === undefined || floor === undefined) return false;
     const keys: string[] = [];
     const prefixes: string[] = [];
     for (const [name, pattern] of this.wantedTopics()) {
@@ -226,10 +231,10 @@ export class PostgresBackplane extends Backplane {
       `SELECT o.id::text AS id, o.payload FROM ${this.#outbox} o
         WHERE o.id > $1 AND (o.key = ANY($2::text[]) OR o.key LIKE ANY($3::text[]))
         ORDER BY o.id LIMIT $4`,
-      [this.#floor, keys, prefixes, this.#maxReplayRows + 1],
+      [floor, keys, prefixes, this.#maxReplayRows + 1],
     );
     const { rows: [oldest] } = await client.query<{ min: string | null }>(`SELECT min(id)::text AS min FROM ${this.#outbox}`);
-    const pruned = oldest?.min !== null && oldest?.min !== undefined && BigInt(oldest.min) > BigInt(this.#floor) + 1n;
+    const pruned = oldest?.min !== null && oldest?.min !== undefined && BigInt(oldest.min) > BigInt(floor) + 1n;
     for (const row of rows.slice(0, this.#maxReplayRows)) this.#deliver(row.id, row.payload);
     if (pruned || rows.length > this.#maxReplayRows) this.signalGap('replay-incomplete');
     return true;
@@ -293,21 +298,27 @@ export class PostgresBackplane extends Backplane {
   }
 
   #deliver(id: string, payload: Buffer): void {
-    this.receive(payload, (_change: WireChange) => {
-      if (this.#seen.has(id)) return false;
-      this.#remember(id);
+    this.receive(payload, (change: WireChange) => {
+      const seen = `${change.n}@${change.origin}`;
+      if (this.#seen.has(seen)) return false;
+      this.#remember(id, seen);
       return true;
     });
   }
 
-  #remember(id: string): void {
-    this.#seen.add(id);
-    this.#seenOrder.push(id);
-    if (this.#seenOrder.length > SEEN_IDS) {
-      const oldest = this.#seenOrder.shift()!;
+  #remember(id: string, seen: string): void {
+    this.#seen.add(seen);
+    this.#seenOrder.push([id, seen]);
+    if (this.#seenOrder.length > SEEN_CHANGES) {
+      const [oldestId, oldest] = this.#seenOrder.shift()!;
       this.#seen.delete(oldest);
-      if (BigInt(oldest) > BigInt(this.#floor)) this.#floor = oldest;
+      if (BigInt(oldestId) > BigInt(this.#floor ?? '0')) this.#floor = oldestId;
     }
+  }
+
+  /** A database error is a refusal; a lost or refused connection lost the change before it was written (or, rarely, after: receivers skip it then). */
+  protected override lostInTransit(error: unknown): boolean {
+    return !(error instanceof pg.DatabaseError);
   }
 
   // ---- SQL ----

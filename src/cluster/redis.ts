@@ -1,4 +1,4 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis, ReplyError, type RedisOptions } from 'ioredis';
 import { InvalidArgumentError } from '../errors.js';
 import { Backplane, type BackplaneOptions } from './backplane.js';
 
@@ -141,6 +141,11 @@ export class RedisBackplane extends Backplane {
 
   protected send(key: string, data: Uint8Array | string): Promise<unknown> {
     return this.#publisher!.publish(this.#prefix + key, data as Buffer | string);
+  }
+
+  /** A reply from Redis is a refusal; anything else (the connection closed, the stream not writable) lost the change on the way. */
+  protected override lostInTransit(error: unknown): boolean {
+    return !(error instanceof (ReplyError as new () => Error));
   }
 
   protected shutdown(): Promise<void> {

@@ -1,15 +1,17 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
-import { ObserverManager, isGap, type Change } from '../../src/index.js';
+import { ObserverManager, isGap, type Backplane, type Change } from '../../src/index.js';
 import { RedisBackplane } from '../../src/redis.js';
 import { backplaneSuite } from '../../src/testing.js';
 import { engineGate, urls } from '../support/engines.js';
 import { clusteredHub, trapUnhandled, uniqueKey } from '../support/cluster.js';
+import { faultTests } from '../support/faults.js';
 
 const skip = await engineGate('redis');
 const raw = skip === false ? new Redis(urls.redis) : undefined;
 after(() => raw?.disconnect());
+const prefix = `f${process.pid}:`;
 
 backplaneSuite({
   name: 'redis',
@@ -19,49 +21,47 @@ backplaneSuite({
   skipAll: skip,
 });
 
-describe('redis backplane faults', { skip }, () => {
-  const prefix = `f${process.pid}:`;
-  const backplane = (url = urls.redis): RedisBackplane => new RedisBackplane({ url, prefix, onError: () => {} });
+/** Kills a backplane's subscriber connection from the server side, found by its name in CLIENT LIST. */
+async function killSubscriber(backplane: Backplane): Promise<void> {
+  const list = (await raw!.client('LIST')) as string;
+  const id = new RegExp(`id=(\\d+) [^\\n]* name=${(backplane as RedisBackplane).subscriberName} `).exec(list)?.[1];
+  assert.ok(id !== undefined, 'the subscriber connection is listed by its name');
+  await raw!.client('KILL', 'ID', id);
+}
 
-  test('a subscriber connection killed by the server (CLIENT KILL): no crash, reconnects, gap signal, later changes flow', async (t) => {
+faultTests({
+  engine: 'redis',
+  url: urls.redis,
+  backplane: (url, options) => new RedisBackplane({ url, prefix, ...options }),
+  kill: { name: 'CLIENT KILL', run: killSubscriber },
+  replays: false,
+  skip,
+});
+
+describe('redis backplane: gap markers and options', { skip }, () => {
+  test('after a lost connection, watch() yields a gap marker with { gaps: "yield" } and rejects with HERALD_GAP by default', async (t) => {
     const trap = trapUnhandled();
-    t.after(() => trap.stop());
-    const key = uniqueKey('kill');
-    const a = clusteredHub(backplane(), key);
-    const b = clusteredHub(backplane(), key);
-    t.after(async () => void (await Promise.all([a.hub.close(), b.hub.close()])));
-    const watcher = b.hub.watch(key, { gaps: 'yield' });
+    const key = uniqueKey('watch');
+    const a = clusteredHub(new RedisBackplane({ prefix }), key);
+    const b = clusteredHub(new RedisBackplane({ prefix, onError: () => {} }), key);
+    t.after(async () => {
+      await Promise.all([a.hub.close(), b.hub.close()]);
+      trap.stop();
+    });
+    const yielding = b.hub.watch(key, { gaps: 'yield' });
+    const throwing = b.hub.watch(key);
+    const thrown = throwing.next();
     await Promise.all([a.backplane.ready(), b.backplane.ready()]);
-    const list = (await raw!.client('LIST')) as string;
-    const id = new RegExp(`id=(\\d+) [^\\n]* name=${(b.backplane as RedisBackplane).subscriberName} `).exec(list)?.[1];
-    assert.ok(id !== undefined, 'the subscriber connection is listed by its name');
-    await raw!.client('KILL', 'ID', id);
+    await killSubscriber(b.backplane);
     await b.until((n) => n.gaps.length === 1);
-    assert.equal(b.gaps[0]!.reason, 'reconnected');
-    assert.ok(isGap((await watcher.next()).value), 'watch() yields the gap marker');
+    assert.ok(isGap((await yielding.next()).value), 'watch() yields the gap marker');
+    await assert.rejects(thrown, { code: 'HERALD_GAP' });
+    await b.backplane.ready();
     a.hub.notify(key, 0, 1);
-    await b.until((n) => n.changes.length === 1);
-    assert.equal(((await watcher.next()).value as Change).newValue, 1);
+    assert.equal(((await yielding.next()).value as Change).newValue, 1, 'and goes on with later changes');
     const stats = b.hub.getStats();
-    assert.equal(stats.backplane!.reconnects, 1);
     assert.equal(stats.backplane!.gaps, 1);
-    assert.equal(stats.gapSignals, 2);
-    assert.deepEqual(trap.errors, []);
-  });
-
-  test('the engine unreachable when the hub starts: no crash, local delivery works, changes wait in the bounded buffer, close() resolves', async (t) => {
-    const trap = trapUnhandled();
-    t.after(() => trap.stop());
-    const key = uniqueKey('unreachable');
-    const a = clusteredHub(new RedisBackplane({ url: 'redis://127.0.0.1:1', prefix, maxBuffered: 2, onError: () => {} }), key);
-    for (let i = 0; i < 3; i++) a.hub.notify(key, i, i + 1);
-    await a.until((n) => n.changes.length === 3);
-    const stats = a.hub.getStats().backplane!;
-    assert.equal(stats.state, 'connecting');
-    assert.equal(stats.buffered, 2);
-    assert.equal(stats.publishDropped, 1);
-    await a.hub.close();
-    assert.equal(a.hub.getStats().backplane!.state, 'closed');
+    assert.equal(stats.gapSignals, 3, 'the onGap observer and both iterators');
     assert.deepEqual(trap.errors, []);
   });
 
@@ -69,8 +69,9 @@ describe('redis backplane faults', { skip }, () => {
     assert.throws(() => new RedisBackplane({ url: 'http://x' }), { code: 'HERALD_INVALID_OPTION' });
     assert.throws(() => new RedisBackplane({ prefix: 'a*' }), { code: 'HERALD_INVALID_OPTION' });
     assert.throws(() => new RedisBackplane({ maxMessageBytes: 0 }), { code: 'HERALD_INVALID_OPTION' });
+    assert.throws(() => new RedisBackplane({ closeTimeoutMs: -1 }), { code: 'HERALD_INVALID_OPTION' });
     assert.throws(() => new ObserverManager({ backplane: {} as never }), { code: 'HERALD_INVALID_OPTION' });
-    const shared = backplane();
+    const shared = new RedisBackplane({ prefix });
     const first = new ObserverManager({ backplane: shared });
     assert.throws(() => new ObserverManager({ backplane: shared }), { code: 'HERALD_INVALID_OPTION' });
     await first.close();

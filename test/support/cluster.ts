@@ -1,14 +1,14 @@
-import { ObserverManager, type Backplane, type Change, type Gap } from '../../src/index.js';
+import { ObserverManager, type Backplane, type Change, type Gap, type Subscription } from '../../src/index.js';
 
 /** A hub on `backplane` with one observer of `key` that records changes and gaps, and wakes waiters as they come. */
 export function clusteredHub(backplane: Backplane, key: string): ClusteredHub {
   const hub = new ObserverManager({ backplane, sweepIntervalMs: 0 });
-  const node: ClusteredHub = { hub, backplane, changes: [], gaps: [], until: undefined! };
+  const node: ClusteredHub = { hub, backplane, key, changes: [], gaps: [], subscription: undefined!, until: undefined! };
   const waiters = new Set<() => void>();
   const wake = (): void => {
     for (const waiter of [...waiters]) waiter();
   };
-  hub.observe(key, (change) => void (node.changes.push(change), wake()), { onGap: (gap) => void (node.gaps.push(gap), wake()) });
+  node.subscription = hub.observe(key, (change) => void (node.changes.push(change), wake()), { onGap: (gap) => void (node.gaps.push(gap), wake()) });
   node.until = (predicate) => new Promise<void>((resolve) => {
     const check = (): void => {
       if (!predicate(node)) return;
@@ -24,6 +24,9 @@ export function clusteredHub(backplane: Backplane, key: string): ClusteredHub {
 export interface ClusteredHub {
   readonly hub: ObserverManager;
   readonly backplane: Backplane;
+  /** The key its observer watches. */
+  readonly key: string;
+  subscription: Subscription;
   readonly changes: Change[];
   readonly gaps: Gap[];
   /** Resolves once `predicate` holds; checked on every arrival, never on a timer. */
