@@ -7,7 +7,8 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { setImmediate as nextTask } from 'node:timers/promises';
 import { ALL, floor, herald, makeObservers, PEERS, readSink, type Contender, type Fn, type Instance } from './contenders.js';
-import { memoryStoreBench, postgresProblem, postgresStoreBench, type StoreResults } from './stores.js';
+import { clusterBench, engineProblem, engineUrls, rawName, type Engine } from './cluster.js';
+import { memoryStoreBench, postgresStoreBench, type StoreResults } from './stores.js';
 
 const started = Date.now();
 const args = process.argv.slice(2);
@@ -278,17 +279,34 @@ async function stores(): Promise<void> {
     progress(memoryName);
     storeResults[memoryName] = await memoryStoreBench(QUICK ? 500 : 5000, QUICK ? 1 : 5);
   }
-  const url = process.env['HERALD_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+  const url = engineUrls.postgres;
   for (const writers of [1, 8]) {
     const name = `PostgresSessionStore: set, ${writers} concurrent writer${writers === 1 ? '' : 's'}`;
     if (FILTER !== undefined && !name.includes(FILTER)) continue;
-    const problem = await postgresProblem(url);
+    const problem = await engineProblem('postgres');
     if (problem !== undefined) {
       notes.push(`${name}: not run, PostgreSQL is unreachable at ${url} (${problem})`);
       continue;
     }
     progress(name);
     storeResults[name] = await postgresStoreBench(url, writers, QUICK ? 300 : 2000, QUICK ? 1 : 3);
+  }
+}
+
+const clusterName = (engine: Engine): string => `across nodes on ${engine === 'postgres' ? 'PostgreSQL' : engine === 'redis' ? 'Redis' : 'NATS'}: notify on node A → callback on node B`;
+
+async function clusters(): Promise<void> {
+  for (const engine of ['redis', 'nats', 'postgres'] as const) {
+    const name = clusterName(engine);
+    if (FILTER !== undefined && !name.includes(FILTER)) continue;
+    const problem = await engineProblem(engine);
+    if (problem !== undefined) {
+      notes.push(`${name}: not run, ${engine} is unreachable at ${engineUrls[engine]} (${problem})`);
+      continue;
+    }
+    progress(name);
+    const messages = engine === 'postgres' ? (QUICK ? 500 : 5000) : (QUICK ? 2000 : 20_000);
+    storeResults[name] = await clusterBench(engine, messages, QUICK ? 100 : 1000, QUICK ? 2 : 5);
   }
 }
 
@@ -351,6 +369,16 @@ function evaluateTargets(): void {
     const ratio = byContender['herald']!.opsPerSecond / byContender['raw pg UPDATE in a transaction']!.opsPerSecond;
     targets.push({ what: `PostgreSQL set throughput, ${writers} writer${writers === 1 ? '' : 's'}, vs raw pg`, target: '≥ 0.80×', measured: x(ratio), met: ratio >= 0.8 });
   }
+  for (const engine of ['redis', 'nats'] as const) {
+    const byContender = storeResults[clusterName(engine)];
+    if (byContender === undefined) continue;
+    const h = byContender['herald']!;
+    const raw = byContender[rawName[engine]]!;
+    const throughput = h.opsPerSecond / raw.opsPerSecond;
+    const p99 = h.p99Us / raw.p99Us;
+    targets.push({ what: `${engine}: cross-node throughput vs the raw client`, target: '≥ 0.80×', measured: x(throughput), met: throughput >= 0.8 });
+    targets.push({ what: `${engine}: cross-node latency p99 vs the raw client`, target: '≤ 1.30×', measured: x(p99), met: p99 <= 1.3 });
+  }
   target('retained heap per idle observer', 'retained heap per idle observer', (h) => ['≤ 128 bytes', `${h.toFixed(0)} bytes`, h <= 128]);
   const cycles = QUICK ? 100_000 : 1_000_000;
   target(`heap growth after ${cycles} observe/unsubscribe cycles`, 'heap growth per', (h) => ['< 1 MB', `${((h * cycles) / 1024).toFixed(0)} KiB`, h * cycles < 1024 * 1024]);
@@ -400,6 +428,7 @@ await removeAll(100_000, [herald, floor], QUICK ? 3 : 7);
 await idleHeap(QUICK ? 20_000 : 50_000, QUICK ? 1 : 3);
 await cycleGrowth(QUICK ? 100_000 : 1_000_000, QUICK ? 20_000 : 200_000);
 await stores();
+await clusters();
 progress('');
 if (QUICK) notes.push('quick run: fewer rounds, removal peers skipped, 100 000 cycles instead of 1 000 000; figures are a smoke test, not a measurement');
 if (!QUICK && results['remove 10000 observers of one key in random order (total)'] !== undefined) {

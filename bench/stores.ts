@@ -22,7 +22,7 @@ function percentile(sorted: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
 }
 
-function figures(ops: number, elapsedMs: number, latenciesMs: number[]): StoreFigures {
+export function figures(ops: number, elapsedMs: number, latenciesMs: number[]): StoreFigures {
   const sorted = latenciesMs.sort((a, b) => a - b);
   return { opsPerSecond: (ops / elapsedMs) * 1000, p50Us: percentile(sorted, 0.5) * 1000, p99Us: percentile(sorted, 0.99) * 1000 };
 }
@@ -70,26 +70,12 @@ export async function memoryStoreBench(ops: number, rounds: number): Promise<Rec
   return { herald: medianOf(heraldRuns), 'Map write + direct callback': medianOf(baselineRuns) };
 }
 
-function medianOf(runs: StoreFigures[]): StoreFigures {
+export function medianOf(runs: StoreFigures[]): StoreFigures {
   const pick = (f: (r: StoreFigures) => number): number => {
     const sorted = runs.map(f).sort((a, b) => a - b);
     return sorted[sorted.length >> 1]!;
   };
   return { opsPerSecond: pick((r) => r.opsPerSecond), p50Us: pick((r) => r.p50Us), p99Us: pick((r) => r.p99Us) };
-}
-
-/** Why PostgreSQL cannot be used, or undefined when it can. */
-export async function postgresProblem(url: string): Promise<string | undefined> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
-  client.on('error', () => {});
-  try {
-    await client.connect();
-    return undefined;
-  } catch (error) {
-    return (error as Error).message;
-  } finally {
-    await client.end().catch(() => {});
-  }
 }
 
 /**

@@ -113,8 +113,8 @@ const MAX_ORIGINS = 10_000;
 export abstract class Backplane {
   /** The engine's name, as in stats and gap signals. */
   abstract readonly engine: string;
-  /** This node's id on the wire, random per backplane. */
-  readonly nodeId: string = globalThis.crypto.randomUUID();
+  /** This node's id on the wire, random per backplane: 96 bits, as 16 base64url characters (short, as it travels with every change). */
+  readonly nodeId: string = Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(12))).toString('base64url');
 
   readonly #codec: Codec;
   readonly #maxBuffered: number;
@@ -449,7 +449,13 @@ export abstract class Backplane {
       this.#failed(error);
       return;
     }
-    if (sent !== undefined) this.#track(sent.then(undefined, (error: unknown) => this.#failed(error, key, data)));
+    if (sent === undefined) return;
+    // One handler pair per send, no promise of its own: sends are the hot path.
+    this.#inFlight++;
+    void sent.then(this.#settle, (error: unknown) => {
+      this.#failed(error, key, data);
+      this.#settle();
+    });
   }
 
   #failed(error: unknown, key?: string, data?: Uint8Array | string): void {
@@ -492,12 +498,15 @@ export abstract class Backplane {
 
   #track(promise: Promise<unknown>): void {
     this.#inFlight++;
-    void promise.finally(() => {
-      this.#inFlight--;
-      if (this.#inFlight === 0) this.#endFlush?.();
-      if (this.#isIdle()) this.#wakeIdle();
-    });
+    void promise.finally(this.#settle);
   }
+
+  /** Something in flight has settled. */
+  readonly #settle = (): void => {
+    this.#inFlight--;
+    if (this.#inFlight === 0) this.#endFlush?.();
+    if (this.#isIdle()) this.#wakeIdle();
+  };
 
   #isIdle(): boolean {
     return this.#inFlight === 0 && (this.#state === 'connected' || this.#state === 'closed');

@@ -1,4 +1,4 @@
-import { describeValue, HeraldError } from '../errors.js';
+import { assertJson } from '../store/json.js';
 import type { Meta } from '../types.js';
 
 /** A change as it crosses the wire between nodes. */
@@ -26,32 +26,22 @@ export interface Codec {
   decode(data: Uint8Array): WireChange;
 }
 
-const FIELDS = ['oldValue', 'newValue', 'meta'] as const;
-
 /**
  * JSON, strictly: a value JSON would silently drop or change (a function,
  * a symbol, a BigInt, `undefined` inside an object or array, NaN, a Date or
- * another class instance, a cycle) fails `notify` instead. `undefined` as a
- * whole `oldValue` or `newValue` travels as absent and arrives as `undefined`.
+ * another class instance, a cycle) fails `notify` with `HERALD_UNSERIALIZABLE`
+ * instead. `undefined` as a whole `oldValue` or `newValue` travels as absent
+ * and arrives as `undefined`.
  */
 export const jsonCodec: Codec = {
   name: 'json',
   encode(change) {
-    const wire: Record<string, unknown> = { o: change.origin, n: change.n, k: change.key, t: change.at };
-    if (change.oldValue !== undefined) wire['a'] = change.oldValue;
-    if (change.newValue !== undefined) wire['b'] = change.newValue;
-    if (Object.keys(change.meta).length > 0) wire['m'] = change.meta;
-    let field = '';
-    try {
-      return JSON.stringify(wire, function (this: unknown, name, value: unknown) {
-        if (this === wire) field = name === 'a' ? 'oldValue' : name === 'b' ? 'newValue' : name === 'm' ? 'meta' : name;
-        return strict(this, name, value, change.key, field);
-      });
-    } catch (error) {
-      if (error instanceof HeraldError) throw error;
-      // JSON.stringify throws a TypeError on a cycle.
-      throw new HeraldError('HERALD_UNSERIALIZABLE', `\`${field || FIELDS.join('/')}\` of the change of ${JSON.stringify(change.key)} cannot be sent as JSON: ${(error as Error).message}`, { cause: error });
-    }
+    // Built by hand: the envelope's fields are known, and each value is checked before it is written.
+    let json = `{"o":${JSON.stringify(change.origin)},"n":${change.n},"k":${JSON.stringify(change.key)},"t":${change.at}`;
+    if (change.oldValue !== undefined) json += `,"a":${checked(change.oldValue, 'oldValue')}`;
+    if (change.newValue !== undefined) json += `,"b":${checked(change.newValue, 'newValue')}`;
+    if (hasKeys(change.meta)) json += `,"m":${checked(change.meta, 'meta')}`;
+    return `${json}}`;
   },
   decode(data) {
     const wire = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8')) as Record<string, unknown>;
@@ -68,30 +58,14 @@ export const jsonCodec: Codec = {
   },
 };
 
-/** The replacer of {@link jsonCodec}: refuses what JSON would drop or change. */
-function strict(holder: unknown, name: string, value: unknown, key: string, field: string): unknown {
-  const original = (holder as Record<string, unknown>)[name];
-  // A value with a toJSON (a Date, a class instance) reaches the replacer already converted.
-  if (original === value) {
-    switch (typeof value) {
-      case 'string':
-      case 'boolean':
-        return value;
-      case 'number':
-        if (Number.isFinite(value)) return value;
-        break;
-      case 'object': {
-        if (value === null || Array.isArray(value)) return value;
-        const proto: unknown = Object.getPrototypeOf(value);
-        if (proto === Object.prototype || proto === null) return value;
-        break;
-      }
-      default:
-        break;
-    }
-  }
-  const what = typeof original === 'object' && original !== null && !Array.isArray(original)
-    ? `an instance of ${(original).constructor?.name ?? 'a class'}`
-    : describeValue(original);
-  throw new HeraldError('HERALD_UNSERIALIZABLE', `\`${field}\` of the change of ${JSON.stringify(key)} cannot be sent as JSON: it holds ${what}`);
+function hasKeys(object: object): boolean {
+  for (const key in object) if (Object.hasOwn(object, key)) return true;
+  return false;
+}
+
+/** `value` as JSON, once it is known to be JSON all the way down; finite numbers and booleans, common and trivial, need no walk. */
+function checked(value: unknown, arg: string): string {
+  if ((typeof value === 'number' && Number.isFinite(value)) || typeof value === 'boolean') return String(value);
+  if (typeof value !== 'string') assertJson(value, arg);
+  return JSON.stringify(value);
 }

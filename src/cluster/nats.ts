@@ -12,6 +12,9 @@ export interface NatsBackplaneOptions extends BackplaneOptions {
   readonly prefix?: string;
 }
 
+/** Keys whose subjects are remembered; past it the memory starts again. */
+const SUBJECT_CACHE = 10_000;
+
 /** The NATS server's default `max_payload`; the server's own figure replaces it once connected. */
 const NATS_DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
@@ -45,6 +48,8 @@ export class NatsBackplane extends Backplane {
   #up = false;
   /** Wakes a close() that is waiting for a flush when the connection goes. */
   #onDown: (() => void) | undefined;
+  /** Subjects of keys sent to lately: escaping a key on every send would cost more than the send. */
+  readonly #subjects = new Map<string, string>();
   /** Topic ('k:' or 'p:' + name) → its subscription. */
   readonly #subscriptions = new Map<string, Subscription>();
 
@@ -161,7 +166,13 @@ export class NatsBackplane extends Backplane {
   }
 
   protected send(key: string, data: Uint8Array | string): void {
-    this.#connection!.publish(this.subjectOf(key), data);
+    let subject = this.#subjects.get(key);
+    if (subject === undefined) {
+      if (this.#subjects.size >= SUBJECT_CACHE) this.#subjects.clear();
+      subject = this.subjectOf(key);
+      this.#subjects.set(key, subject);
+    }
+    this.#connection!.publish(subject, data);
   }
 
   protected async shutdown(): Promise<void> {

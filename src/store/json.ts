@@ -12,10 +12,19 @@ export type JsonValue = null | boolean | number | string | readonly JsonValue[] 
  * @internal
  */
 export function toJson(value: unknown, arg: string): JsonValue {
-  return copy(value, arg, new Set());
+  return walk(value, arg, new Set(), true);
 }
 
-function copy(value: unknown, path: string, seen: Set<object>): JsonValue {
+/**
+ * Throws as {@link toJson} would, and copies nothing: `JSON.stringify(value)`
+ * then carries `value` exactly. @internal
+ */
+export function assertJson(value: unknown, arg: string): void {
+  walk(value, arg, new Set(), false);
+}
+
+/** Checks `value` all the way down; with `clone`, returns a deep frozen copy, otherwise `value` itself. */
+function walk(value: unknown, path: string, seen: Set<object>, clone: boolean): JsonValue {
   switch (typeof value) {
     case 'string':
     case 'boolean':
@@ -29,19 +38,20 @@ function copy(value: unknown, path: string, seen: Set<object>): JsonValue {
       const proto: unknown = Object.getPrototypeOf(value);
       if (Array.isArray(value)) {
         seen.add(value);
-        const out = value.map((item, i) => copy(item, `${path}[${i}]`, seen));
+        const out = value.map((item, i) => walk(item, `${path}[${i}]`, seen, clone));
         seen.delete(value);
-        return Object.freeze(out);
+        return clone ? Object.freeze(out) : value as JsonValue;
       }
-      if (proto !== Object.prototype && proto !== null) break;
+      if (proto !== Object.prototype && proto !== null) throw unserializable(path, `an instance of ${value.constructor?.name ?? 'a class'}`);
       seen.add(value);
       const out: Record<string, JsonValue> = {};
       for (const key of Object.keys(value)) {
+        const item = walk((value as Record<string, unknown>)[key], `${path}.${key}`, seen, clone);
         // defineProperty, not assignment: a "__proto__" key stays an ordinary key.
-        Object.defineProperty(out, key, { value: copy((value as Record<string, unknown>)[key], `${path}.${key}`, seen), enumerable: true });
+        if (clone) Object.defineProperty(out, key, { value: item, enumerable: true });
       }
       seen.delete(value);
-      return Object.freeze(out);
+      return clone ? Object.freeze(out) : value as JsonValue;
     }
     default:
       break;

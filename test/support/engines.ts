@@ -10,7 +10,8 @@ export const urls = {
   postgres: process.env['HERALD_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test',
 } as const;
 
-const probes: Record<keyof typeof urls, () => Promise<void>> = {
+/** Connects to an engine and back, or throws why it cannot. */
+export const probes: Record<keyof typeof urls, () => Promise<void>> = {
   async redis() {
     const client = new Redis(urls.redis, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
     client.on('error', () => {});
