@@ -46,7 +46,7 @@ export interface BackplaneStats {
   readonly published: number;
   /** Changes the engine refused or that failed in transit (also reported to `onError`). */
   readonly publishFailed: number;
-  /** Changes dropped from the bounded buffer kept while disconnected (oldest first). */
+  /** Changes dropped from the bounded buffer kept while disconnected (oldest first), and those still in it at `close()`. */
   readonly publishDropped: number;
   /** Changes waiting for the connection to come back. */
   readonly buffered: number;
@@ -271,6 +271,8 @@ export abstract class Backplane {
     if (this.#state === 'closed') return;
     if (this.#state === 'connected' && this.#inFlight > 0) await this.#flushed();
     this.#setState('closed');
+    // Changes still waiting for the engine will never reach it: counted, not lost silently.
+    this.counters.publishDropped += this.#buffer.length + this.#resend.length;
     this.#buffer.clear();
     this.#resend = [];
     try {

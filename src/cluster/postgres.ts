@@ -316,9 +316,14 @@ export class PostgresBackplane extends Backplane {
     }
   }
 
-  /** A database error is a refusal; a lost or refused connection lost the change before it was written (or, rarely, after: receivers skip it then). */
+  /**
+   * While the listener is away too, a connection error (not a database
+   * error) lost the change with the server: it is sent again after the
+   * reconnection, and receivers skip it if it had been written after all.
+   * With the listener up, one pooled connection failed: counted as failed.
+   */
   protected override lostInTransit(error: unknown): boolean {
-    return !(error instanceof pg.DatabaseError);
+    return this.#listener === undefined && !(error instanceof pg.DatabaseError);
   }
 
   // ---- SQL ----

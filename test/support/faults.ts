@@ -135,6 +135,19 @@ export function faultTests(options: FaultTestOptions): void {
       assert.deepEqual(b.gaps, [], 'and no gap: nothing was subscribed before');
     });
 
+    test('close() while the engine is unreachable counts the changes still waiting as dropped', { timeout: 60_000 }, async (t) => {
+      const proxy = await TcpProxy.start(url, { cut: true });
+      const { b } = pair(t, 'dropped', proxy);
+      b.hub.notify(b.key, 0, 1);
+      b.hub.notify(b.key, 1, 2);
+      assert.equal(b.hub.getStats().backplane!.buffered, 2);
+      await b.hub.close();
+      const stats = b.hub.getStats().backplane!;
+      assert.equal(stats.state, 'closed');
+      assert.equal(stats.buffered, 0);
+      assert.equal(stats.publishDropped, 2, 'nothing is lost uncounted');
+    });
+
     test('close() resolves when the connection is cut with a send and an unsubscription in flight', { timeout: 60_000 }, async (t) => {
       const proxy = await TcpProxy.start(url);
       const { a, b } = pair(t, 'close', proxy);
