@@ -12,7 +12,7 @@ export type JsonValue = null | boolean | number | string | readonly JsonValue[] 
  * @internal
  */
 export function toJson(value: unknown, arg: string): JsonValue {
-  return walk(value, arg, new Set(), true);
+  return checkedWalk(value, arg, true);
 }
 
 /**
@@ -20,11 +20,29 @@ export function toJson(value: unknown, arg: string): JsonValue {
  * then carries `value` exactly. @internal
  */
 export function assertJson(value: unknown, arg: string): void {
-  walk(value, arg, new Set(), false);
+  checkedWalk(value, arg, false);
+}
+
+/** Where a value stops being JSON; its path is gathered while the walk unwinds, so a value that is fine builds none. */
+class NotJson extends Error {
+  readonly path: (string | number)[] = [];
+  constructor(readonly what: string) {
+    super(what);
+  }
+}
+
+function checkedWalk(value: unknown, arg: string, clone: boolean): JsonValue {
+  try {
+    return walk(value, new Set(), clone);
+  } catch (error) {
+    if (!(error instanceof NotJson)) throw error;
+    const path = error.path.map((step) => (typeof step === 'number' ? `[${step}]` : `.${step}`)).join('');
+    throw unserializable(arg + path, error.what);
+  }
 }
 
 /** Checks `value` all the way down; with `clone`, returns a deep frozen copy, otherwise `value` itself. */
-function walk(value: unknown, path: string, seen: Set<object>, clone: boolean): JsonValue {
+function walk(value: unknown, seen: Set<object>, clone: boolean): JsonValue {
   switch (typeof value) {
     case 'string':
     case 'boolean':
@@ -34,29 +52,43 @@ function walk(value: unknown, path: string, seen: Set<object>, clone: boolean): 
       break;
     case 'object': {
       if (value === null) return null;
-      if (seen.has(value)) throw unserializable(path, 'a cycle');
-      const proto: unknown = Object.getPrototypeOf(value);
+      if (seen.has(value)) throw new NotJson('a cycle');
       if (Array.isArray(value)) {
         seen.add(value);
-        const out = value.map((item, i) => walk(item, `${path}[${i}]`, seen, clone));
+        const out: JsonValue[] | undefined = clone ? new Array<JsonValue>(value.length) : undefined;
+        for (let i = 0; i < value.length; i++) {
+          const item = step(value[i], i, seen, clone);
+          if (out !== undefined) out[i] = item;
+        }
         seen.delete(value);
-        return clone ? Object.freeze(out) : value as JsonValue;
+        return out !== undefined ? Object.freeze(out) : value as JsonValue;
       }
-      if (proto !== Object.prototype && proto !== null) throw unserializable(path, `an instance of ${value.constructor?.name ?? 'a class'}`);
+      const proto: unknown = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) throw new NotJson(`an instance of ${value.constructor?.name ?? 'a class'}`);
       seen.add(value);
-      const out: Record<string, JsonValue> = {};
+      const out: Record<string, JsonValue> | undefined = clone ? {} : undefined;
       for (const key of Object.keys(value)) {
-        const item = walk((value as Record<string, unknown>)[key], `${path}.${key}`, seen, clone);
+        const item = step((value as Record<string, unknown>)[key], key, seen, clone);
         // defineProperty, not assignment: a "__proto__" key stays an ordinary key.
-        if (clone) Object.defineProperty(out, key, { value: item, enumerable: true });
+        if (out !== undefined) Object.defineProperty(out, key, { value: item, enumerable: true });
       }
       seen.delete(value);
-      return clone ? Object.freeze(out) : value as JsonValue;
+      return out !== undefined ? Object.freeze(out) : value as JsonValue;
     }
     default:
       break;
   }
-  throw unserializable(path, describeValue(value));
+  throw new NotJson(describeValue(value));
+}
+
+/** One element or property: a refusal below it gets its index or name prepended to the path. */
+function step(value: unknown, at: string | number, seen: Set<object>, clone: boolean): JsonValue {
+  try {
+    return walk(value, seen, clone);
+  } catch (error) {
+    if (error instanceof NotJson) error.path.unshift(at);
+    throw error;
+  }
 }
 
 function unserializable(path: string, what: string): HeraldError {
