@@ -10,8 +10,6 @@ export class TcpProxy {
   readonly #target: { host: string; port: number };
   readonly #pairs = new Set<readonly [Socket, Socket]>();
   #cut: boolean;
-  /** Connections made through the proxy so far. */
-  connections = 0;
 
   private constructor(target: { host: string; port: number }, cut: boolean) {
     this.#target = target;
@@ -67,7 +65,6 @@ export class TcpProxy {
       client.destroy();
       return;
     }
-    this.connections++;
     const upstream = connect(this.#target);
     const pair = [client, upstream] as const;
     this.#pairs.add(pair);
