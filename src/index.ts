@@ -13,21 +13,22 @@
  */
 export { ObserverManager, DEFAULT_CALLBACK_TIMEOUT_MS, DEFAULT_OVERFLOW, DEFAULT_QUEUE_LIMIT, DEFAULT_SWEEP_INTERVAL_MS } from './hub/observer-manager.js';
 export { Scope } from './hub/scope.js';
+export { Backplane, type BackplaneOptions, type ReconnectOptions } from './cluster/backplane.js';
 export {
-  Backplane, isGap, type BackplaneOptions, type BackplaneState, type BackplaneStats, type Gap, type GapReason, type ReconnectOptions,
-} from './cluster/backplane.js';
+  isGap, type BackplaneLink, type BackplanePort, type BackplaneSink, type BackplaneState, type BackplaneStats, type Gap, type GapReason,
+} from './core/backplane-port.js';
 export { jsonCodec, type Codec, type WireChange } from './cluster/codec.js';
-export { PendingNotifications } from './delivery/pending.js';
-export { ClosedError, HeraldError, InvalidArgumentError, InvalidValueError, TimeoutError, type HeraldErrorCode } from './errors.js';
+export type { BatchedChange, PendingNotifications } from './delivery/pending.js';
+export { ClosedError, HeraldError, InvalidArgumentError, InvalidValueError, TimeoutError, type HeraldErrorCode } from './core/errors.js';
 export { SessionStore } from './store/session-store.js';
 export {
   sessionPattern, variableKey, type CreateSessionOptions, type SessionInfo, type SessionStoreLike, type SetResult,
   type StoreOptions, type StoreWatchOptions, type TransactionContext, type VariableDefinition, type VariableEntry,
 } from './store/store.js';
-export type { JsonValue } from './store/json.js';
+export type { JsonValue } from './core/json.js';
 export type { StandardSchemaV1 } from './store/standard-schema.js';
 export { channels as diagnosticsChannels } from './stats/diagnostics.js';
 export type {
   Change, CloseReason, ErrorContext, HubOptions, Inspection, LatencyStats, Meta, ObserveOptions,
   ObserverCallback, ObserverInfo, OverflowPolicy, QueueOptions, Stats, Subscription, WatchOptions,
-} from './types.js';
+} from './core/types.js';

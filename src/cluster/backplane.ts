@@ -1,69 +1,9 @@
-import { HeraldError, InvalidArgumentError } from '../errors.js';
-import { assertOptions, isPlainObject, optionalFunction } from '../internal/assert.js';
-import { Deque } from '../internal/deque.js';
-import type { Meta } from '../types.js';
+import { HeraldError, InvalidArgumentError } from '../core/errors.js';
+import { assertOptions, isPlainObject, optionalFunction } from '../core/assert.js';
+import { Deque } from '../core/deque.js';
+import type { Meta } from '../core/types.js';
+import type { BackplaneLink, BackplanePort, BackplaneSink, BackplaneState, BackplaneStats, GapReason } from '../core/backplane-port.js';
 import { jsonCodec, type Codec, type WireChange } from './codec.js';
-
-/** Where a backplane's connection to its engine stands. */
-export type BackplaneState = 'connecting' | 'connected' | 'reconnecting' | 'closed';
-
-/** Why observers were told that changes may have been missed. */
-export type GapReason =
-  /** The connection to the engine was lost and is back; what was sent meanwhile did not arrive. */
-  | 'reconnected'
-  /** A replay after a reconnection could not cover everything (the outbox was pruned past it, or it was too long). */
-  | 'replay-incomplete';
-
-/**
- * The gap signal: changes of other nodes may have been missed, so an
- * observer that keeps state should re-read it. Observers receive it through
- * their `onGap` option, and `watch()` iterators as a marker (or an error).
- */
-export interface Gap {
-  readonly type: 'gap';
-  readonly reason: GapReason;
-  /** The engine of the backplane that lost track: `"redis"`, `"nats"`, `"postgres"`. */
-  readonly engine: string;
-  /** When the gap was detected, epoch milliseconds. */
-  readonly at: number;
-}
-
-/** Whether `value` is a {@link Gap} marker (as yielded by `watch(key, { gaps: 'yield' })`). */
-export function isGap(value: unknown): value is Gap {
-  return typeof value === 'object' && value !== null && (value as { type?: unknown }).type === 'gap';
-}
-
-/** A backplane's counters and state, as `hub.getStats().backplane` shows them. */
-export interface BackplaneStats {
-  readonly engine: string;
-  /** This node's id on the wire: changes carrying it are this node's own and are not delivered twice. */
-  readonly nodeId: string;
-  readonly state: BackplaneState;
-  readonly connected: boolean;
-  /** Connections regained after a loss. */
-  readonly reconnects: number;
-  /** Changes handed to the engine. */
-  readonly published: number;
-  /** Changes the engine refused or that failed in transit (also reported to `onError`). */
-  readonly publishFailed: number;
-  /** Changes dropped from the bounded buffer kept while disconnected (oldest first), and those still in it at `close()`. */
-  readonly publishDropped: number;
-  /** Changes waiting for the connection to come back. */
-  readonly buffered: number;
-  /** Changes of other nodes delivered to this hub. */
-  readonly received: number;
-  /** This node's own changes coming back from the engine, ignored (they were delivered locally already). */
-  readonly echoes: number;
-  /** Changes received twice (overlapping subscriptions, replays) or out of order, ignored. */
-  readonly duplicates: number;
-  /** Messages that were not herald changes (someone else publishing on herald's channels), ignored. */
-  readonly malformed: number;
-  /** Gap signals raised. */
-  readonly gaps: number;
-  /** Keys and patterns subscribed on the engine for this node's observers. */
-  readonly subscriptions: number;
-  readonly lastError: string | undefined;
-}
 
 /** Backoff between reconnection attempts: `min(maxDelayMs, initialDelayMs * 2^attempt)`, with up to 20 % jitter. */
 export interface ReconnectOptions {
@@ -94,12 +34,6 @@ export interface BackplaneOptions {
   readonly onStateChange?: (state: BackplaneState) => void;
 }
 
-/** What a hub hands its backplane: the way back in. @internal */
-export interface BackplaneSink {
-  deliver(key: string, oldValue: unknown, newValue: unknown, meta: Meta, at: number): void;
-  gap(gap: Gap): void;
-}
-
 /** Origins remembered for ordering; the oldest is forgotten beyond this. */
 const MAX_ORIGINS = 10_000;
 
@@ -110,7 +44,7 @@ const MAX_ORIGINS = 10_000;
  * is away, reconnection bookkeeping, gap signals and counters. An engine
  * adds connecting, subscribing and sending. A backplane serves one hub.
  */
-export abstract class Backplane {
+export abstract class Backplane implements BackplanePort {
   /** The engine's name, as in stats and gap signals. */
   abstract readonly engine: string;
   /** This node's id on the wire, random per backplane: 96 bits, as 16 base64url characters (short, as it travels with every change). */
@@ -172,29 +106,32 @@ export abstract class Backplane {
 
   // ---- what the hub calls ----
 
-  /** Binds this backplane to its hub and starts connecting. @internal */
-  attach(sink: BackplaneSink): void {
+  /** Binds this backplane to its hub and starts connecting: the hub's constructor calls it. */
+  attach(sink: BackplaneSink): BackplaneLink {
     if (this.#sink !== undefined) {
       throw new HeraldError('HERALD_INVALID_OPTION', '`options.backplane` already serves another hub; give each hub its own backplane');
     }
     if (this.#state === 'closed') throw new HeraldError('HERALD_INVALID_OPTION', '`options.backplane` is closed');
     this.#sink = sink;
     this.start();
+    return {
+      encode: (key, oldValue, newValue, meta, at) => this.encode(key, oldValue, newValue, meta, at),
+      publish: (key, data) => this.#publish(key, data),
+      assertEncodable: (key, oldValue, newValue, meta) => void this.#encode(key, oldValue, newValue, meta, Date.now()),
+      interest: (name, pattern, wanted) => this.#interest(name, pattern, wanted),
+      isSubscribed: (name, pattern = false) => this.hasSubscription(name, pattern),
+    };
   }
 
   /**
-   * Encodes a change for the wire, or throws: `HERALD_UNSERIALIZABLE` for a
-   * value the codec cannot carry, `HERALD_TOO_LARGE` past `maxMessageBytes`. @internal
+   * Encodes a change for the wire and numbers it, or throws:
+   * `HERALD_UNSERIALIZABLE` for a value the codec cannot carry,
+   * `HERALD_TOO_LARGE` past `maxMessageBytes`.
    */
-  encode(key: string, oldValue: unknown, newValue: unknown, meta: Meta, at: number): Uint8Array | string {
+  protected encode(key: string, oldValue: unknown, newValue: unknown, meta: Meta, at: number): Uint8Array | string {
     const data = this.#encode(key, oldValue, newValue, meta, at);
     this.#n++;
     return data;
-  }
-
-  /** Throws as {@link encode} would, and sends nothing: what a pending batch checks when a change is buffered. @internal */
-  assertEncodable(key: string, oldValue: unknown, newValue: unknown, meta: Meta): void {
-    this.#encode(key, oldValue, newValue, meta, Date.now());
   }
 
   #encode(key: string, oldValue: unknown, newValue: unknown, meta: Meta, at: number): Uint8Array | string {
@@ -207,8 +144,8 @@ export abstract class Backplane {
     return data;
   }
 
-  /** Sends an encoded change, or buffers it while the engine is away. Never throws. @internal */
-  publish(key: string, data: Uint8Array | string): void {
+  /** Sends an encoded change, or buffers it while the engine is away. Never throws. */
+  #publish(key: string, data: Uint8Array | string): void {
     if (this.#state !== 'connected') {
       if (this.#state === 'closed') return;
       this.#hold(this.#buffer, key, data);
@@ -217,8 +154,8 @@ export abstract class Backplane {
     this.#send(key, data);
   }
 
-  /** A key's or pattern's first local observer came (`wanted`), or its last one went. @internal */
-  interest(name: string, pattern: boolean, wanted: boolean): void {
+  /** A key's or pattern's first local observer came (`wanted`), or its last one went. */
+  #interest(name: string, pattern: boolean, wanted: boolean): void {
     const topic = (pattern ? 'p:' : 'k:') + name;
     if (wanted) this.#wanted.set(topic, [name, pattern]);
     else this.#wanted.delete(topic);

@@ -1,5 +1,5 @@
-import { assertJson } from '../store/json.js';
-import type { Meta } from '../types.js';
+import { assertJson } from '../core/json.js';
+import type { Meta } from '../core/types.js';
 
 /** A change as it crosses the wire between nodes. */
 export interface WireChange {

@@ -1,5 +1,5 @@
 import { connect, type NatsConnection, type NodeConnectionOptions, type Subscription } from '@nats-io/transport-node';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../core/errors.js';
 import { Backplane, type BackplaneOptions } from './backplane.js';
 
 /** Options of {@link NatsBackplane}. */

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { assertOptions } from '../internal/assert.js';
-import { Deque } from '../internal/deque.js';
-import { takeForOutbox, type BatchedChange, type PendingNotifications } from '../delivery/pending.js';
+import { assertOptions } from '../core/assert.js';
+import { Deque } from '../core/deque.js';
+import type { BatchedChange, PendingNotifications } from '../delivery/pending.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
 import { Backplane, integerOption, type BackplaneOptions } from './backplane.js';
 import { createOnce, resolvePool, type PoolSource } from '../store/pg-transaction.js';
@@ -396,7 +396,7 @@ export class PostgresBackplane extends Backplane {
 export async function stageOutbox(hub: ObserverManager, client: pg.ClientBase, pending: PendingNotifications): Promise<void> {
   const backplane = hub.backplane;
   if (!(backplane instanceof PostgresBackplane) || pending.size === 0) return;
-  const changes = takeForOutbox(pending);
+  const changes = pending.takeForOutbox();
   if (changes !== undefined) await backplane.stage(client, changes);
 }
 

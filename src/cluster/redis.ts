@@ -1,5 +1,5 @@
 import { Redis, ReplyError, type RedisOptions } from 'ioredis';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../core/errors.js';
 import { Backplane, type BackplaneOptions } from './backplane.js';
 
 /** Options of {@link RedisBackplane}. */

@@ -1,10 +1,8 @@
-import { ClosedError, HeraldError } from '../errors.js';
-import { assertKey, freezeMeta } from '../internal/assert.js';
-import type { Meta } from '../types.js';
-import type { ObserverManager } from '../hub/observer-manager.js';
-import { localDelivery } from '../internal/hooks.js';
+import { ClosedError, HeraldError } from '../core/errors.js';
+import { assertKey, freezeMeta } from '../core/assert.js';
+import type { Meta } from '../core/types.js';
 
-/** A change of a batch, as an outbox writes it. @internal */
+/** A change of a batch, as an outbox writes it. */
 export interface BatchedChange {
   readonly key: string;
   readonly oldValue: unknown;
@@ -12,13 +10,17 @@ export interface BatchedChange {
   readonly meta: Meta;
 }
 
-/**
- * Hands over a batch's changes for an outbox written in the same
- * transaction, and marks the batch so that its `commit()` delivers them on
- * this node only: the outbox announces them to the others. Unchanged keys
- * are left out. Undefined when the hub has no backplane. @internal
- */
-export let takeForOutbox: (pending: PendingNotifications) => BatchedChange[] | undefined;
+/** What a batch needs of its hub: made by the hub for each batch it defers. @internal */
+export interface BatchTarget {
+  isClosed(): boolean;
+  /** Whether the hub has a backplane: only then can an outbox announce a batch to the other nodes. */
+  readonly clustered: boolean;
+  unchanged(oldValue: unknown, newValue: unknown): boolean;
+  /** Throws what `notify` would throw for a change the backplane cannot carry. */
+  assertEncodable(key: string, oldValue: unknown, newValue: unknown, meta: Meta): void;
+  /** Announces one change as `notify` does; `localOnly` delivers it on this node only. */
+  announce(key: string, oldValue: unknown, newValue: unknown, meta: Meta, localOnly: boolean): boolean;
+}
 
 interface Buffered {
   readonly oldValue: unknown;
@@ -35,29 +37,15 @@ interface Buffered {
  * A settled batch refuses further calls with `HERALD_SETTLED`.
  */
 export class PendingNotifications implements Disposable {
-  readonly #hub: ObserverManager;
+  readonly #target: BatchTarget;
   readonly #changes = new Map<string, Buffered>();
   #state: 'open' | 'committed' | 'discarded' = 'open';
   /** Set when an outbox in the transaction announces the batch to the other nodes. */
   #outboxed = false;
 
-  static {
-    takeForOutbox = (pending) => {
-      const local = localDelivery.get(pending.#hub);
-      if (local === undefined) return undefined;
-      pending.#assertOpen('commit');
-      pending.#outboxed = true;
-      const changes: BatchedChange[] = [];
-      for (const [key, { oldValue, newValue, meta }] of pending.#changes) {
-        if (!local.unchanged(oldValue, newValue)) changes.push({ key, oldValue, newValue, meta });
-      }
-      return changes;
-    };
-  }
-
   /** @internal Made by {@link ObserverManager.defer}. */
-  constructor(hub: ObserverManager) {
-    this.#hub = hub;
+  constructor(target: BatchTarget) {
+    this.#target = target;
   }
 
   /** Keys with a buffered change. */
@@ -75,7 +63,7 @@ export class PendingNotifications implements Disposable {
     this.#assertOpen('notify');
     assertKey(key);
     const frozen = freezeMeta(meta);
-    this.#hub.backplane?.assertEncodable(key, oldValue, newValue, frozen);
+    this.#target.assertEncodable(key, oldValue, newValue, frozen);
     const buffered = this.#changes.get(key);
     if (buffered === undefined) {
       this.#changes.set(key, { oldValue, newValue, meta: frozen });
@@ -92,15 +80,34 @@ export class PendingNotifications implements Disposable {
    */
   commit(): number {
     this.#assertOpen('commit');
-    if (this.#hub.closed) throw new ClosedError('cannot `commit`: the hub is closed');
+    if (this.#target.isClosed()) throw new ClosedError('cannot `commit`: the hub is closed');
     this.#state = 'committed';
     let announced = 0;
-    const local = this.#outboxed ? localDelivery.get(this.#hub) : undefined;
     for (const [key, { oldValue, newValue, meta }] of this.#changes) {
-      if (local !== undefined ? local.notifyLocal(key, oldValue, newValue, meta) : this.#hub.notify(key, oldValue, newValue, meta)) announced++;
+      if (this.#target.announce(key, oldValue, newValue, meta, this.#outboxed)) announced++;
     }
     this.#changes.clear();
     return announced;
+  }
+
+  /**
+   * For a transactional outbox (`herald/postgres` uses it): hands over the
+   * batch's changes, leaving out keys back at their first value, so that
+   * they can be written in the same transaction as the data. From then on
+   * `commit()` delivers them on this node only: the outbox announces them to
+   * the other nodes. Returns `undefined`, and changes nothing, on a hub
+   * without a backplane, where `commit()` announces as usual.
+   * @throws HeraldError `HERALD_SETTLED` if the batch is settled.
+   */
+  takeForOutbox(): BatchedChange[] | undefined {
+    this.#assertOpen('takeForOutbox');
+    if (!this.#target.clustered) return undefined;
+    this.#outboxed = true;
+    const changes: BatchedChange[] = [];
+    for (const [key, { oldValue, newValue, meta }] of this.#changes) {
+      if (!this.#target.unchanged(oldValue, newValue)) changes.push({ key, oldValue, newValue, meta });
+    }
+    return changes;
   }
 
   /** Drops the buffered changes and settles the batch. Idempotent once discarded. */

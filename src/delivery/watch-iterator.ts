@@ -1,6 +1,6 @@
-import type { Gap } from '../cluster/backplane.js';
-import { HeraldError } from '../errors.js';
-import type { Change, CloseReason, ObserveOptions, ObserverCallback, Subscription, WatchOptions } from '../types.js';
+import type { Gap } from '../core/backplane-port.js';
+import { HeraldError } from '../core/errors.js';
+import type { Change, CloseReason, ObserveOptions, ObserverCallback, Subscription, WatchOptions } from '../core/types.js';
 
 type Register = (callback: ObserverCallback, options: ObserveOptions) => Subscription;
 

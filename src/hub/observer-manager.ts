@@ -1,11 +1,11 @@
-import { Backplane, type BackplaneSink, type Gap } from '../cluster/backplane.js';
-import { ClosedError, InvalidArgumentError, TimeoutError } from '../errors.js';
+import type { BackplaneLink, BackplanePort, BackplaneSink, Gap } from '../core/backplane-port.js';
+import { ClosedError, InvalidArgumentError, TimeoutError } from '../core/errors.js';
 import {
   assertCallback, assertKey, assertNever, assertOptions, assertQueue, assertSignal, CLOSE_REASONS, EMPTY_META, freezeMeta,
   invalidKey, optionalDuration, optionalFunction,
-} from '../internal/assert.js';
-import { Deque } from '../internal/deque.js';
-import { errorReporters, localDelivery } from '../internal/hooks.js';
+} from '../core/assert.js';
+import { Deque } from '../core/deque.js';
+import { errorReporters } from '../internal/hooks.js';
 import { PendingNotifications } from '../delivery/pending.js';
 import { createWatch } from '../delivery/watch-iterator.js';
 import { channels } from '../stats/diagnostics.js';
@@ -13,7 +13,7 @@ import { LatencyRecorder } from '../stats/latency.js';
 import type {
   Change, CloseReason, ErrorContext, HubOptions, Inspection, Meta, ObserveOptions, ObserverCallback,
   ObserverInfo, OverflowPolicy, Stats, Subscription, WatchOptions,
-} from '../types.js';
+} from '../core/types.js';
 import { ACTIVE, BUSY, Observer, ObserverExt, PROBED, parseId, type ObserverHost } from './observer.js';
 import { parsePattern, PatternTrie } from './pattern.js';
 import { ObserverList, SLOW } from './registry.js';
@@ -53,7 +53,8 @@ export class ObserverManager {
   readonly #defaultOverflow: OverflowPolicy;
   readonly #timeoutMs: number;
   readonly #startedAt = Date.now();
-  readonly #backplane: Backplane | undefined;
+  readonly #backplane: BackplanePort | undefined;
+  readonly #link: BackplaneLink | undefined;
 
   readonly #keys = new Map<string, ObserverList>();
   readonly #patterns = new PatternTrie();
@@ -111,14 +112,13 @@ export class ObserverManager {
     this.#defaultLimit = queue?.limit ?? DEFAULT_QUEUE_LIMIT;
     this.#defaultOverflow = queue?.overflow ?? DEFAULT_OVERFLOW;
     this.#timeoutMs = callbackTimeoutMs ?? DEFAULT_CALLBACK_TIMEOUT_MS;
-    if (backplane !== undefined && !(backplane instanceof Backplane)) {
-      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.backplane', 'a Backplane (herald/redis, herald/nats, herald/postgres)', backplane);
+    if (backplane !== undefined && (typeof backplane !== 'object' || backplane === null || typeof backplane.attach !== 'function')) {
+      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.backplane', 'a backplane (herald/redis, herald/nats, herald/postgres)', backplane);
     }
     this.#backplane = backplane;
     // Bound, not an arrow: an arrow here would put `this` in the constructor's context, which the
     // sweep timer's closure below shares, and the timer would keep a dropped hub alive.
     errorReporters.set(this, this.#reportExternal.bind(this));
-    if (backplane !== undefined) localDelivery.set(this, { unchanged: this.#unchanged.bind(this), notifyLocal: this.#notifyLocal.bind(this) });
     const interval = sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
     if (interval > 0) {
       // Held weakly, so that a hub dropped without close() is not kept alive by its own timer.
@@ -126,11 +126,11 @@ export class ObserverManager {
       const timer = setInterval(() => (hub.deref()?.sweep() ?? clearInterval(timer)), interval).unref();
       this.#sweepTimer = timer;
     }
-    backplane?.attach(this.#sinkFor());
+    this.#link = backplane?.attach(this.#sinkFor());
   }
 
   /** The backplane that makes this hub one node of a cluster, if it was given one. */
-  get backplane(): Backplane | undefined {
+  get backplane(): BackplanePort | undefined {
     return this.#backplane;
   }
 
@@ -168,7 +168,7 @@ export class ObserverManager {
     const sub = this.#register(list, callback as ObserverCallback, options);
     if (sub.active) {
       this.#patternObservers++;
-      if (list.size === 1) this.#backplane?.interest(pattern, true, true);
+      if (list.size === 1) this.#link?.interest(pattern, true, true);
     } else if (list.size === 0) {
       this.#patterns.delete(list);
     }
@@ -193,9 +193,9 @@ export class ObserverManager {
     if (this.#backplane !== undefined) {
       // Encoded first: a change the wire cannot carry fails here, before any node sees it.
       const at = Date.now();
-      const data = this.#backplane.encode(key, oldValue, newValue, frozenMeta, at);
+      const data = this.#link!.encode(key, oldValue, newValue, frozenMeta, at);
       this.#accept(key, oldValue, newValue, frozenMeta, at);
-      this.#backplane.publish(key, data);
+      this.#link!.publish(key, data);
     } else {
       this.#accept(key, oldValue, newValue, frozenMeta, 0);
     }
@@ -312,7 +312,13 @@ export class ObserverManager {
    */
   defer(): PendingNotifications {
     this.#assertOpen('defer');
-    return new PendingNotifications(this);
+    return new PendingNotifications({
+      isClosed: () => this.#closed,
+      clustered: this.#link !== undefined,
+      unchanged: (oldValue, newValue) => this.#unchanged(oldValue, newValue),
+      assertEncodable: (key, oldValue, newValue, meta) => this.#link?.assertEncodable(key, oldValue, newValue, meta),
+      announce: (key, oldValue, newValue, meta, localOnly) => (localOnly ? this.#notifyLocal(key, oldValue, newValue, meta) : this.notify(key, oldValue, newValue, meta)),
+    });
   }
 
   /** Observers that a change of `key` would reach now (its own and matching patterns'); all observers when omitted. */
@@ -364,7 +370,7 @@ export class ObserverManager {
       })),
       ...(this.#backplane === undefined
         ? {}
-        : { backplane: { state: this.#backplane.state, subscribed: this.#backplane.isSubscribed(key) } }),
+        : { backplane: { state: this.#backplane.state, subscribed: this.#link!.isSubscribed(key) } }),
     };
   }
 
@@ -430,7 +436,7 @@ export class ObserverManager {
     const observer = this.#register(list, callback, options, internal);
     if (list.size === 1 && this.#keys.get(key) !== list) {
       this.#keys.set(key, list);
-      this.#backplane?.interest(key, false, true);
+      this.#link?.interest(key, false, true);
     }
     return observer;
   }
@@ -526,11 +532,11 @@ export class ObserverManager {
       if (list.pattern === undefined) {
         if (this.#keys.get(list.name) === list) {
           this.#keys.delete(list.name);
-          this.#backplane?.interest(list.name, false, false);
+          this.#link?.interest(list.name, false, false);
         }
       } else {
         this.#patterns.delete(list);
-        this.#backplane?.interest(list.name, true, false);
+        this.#link?.interest(list.name, true, false);
       }
     }
     if (list.pattern !== undefined) this.#patternObservers--;

@@ -1,6 +1,6 @@
-import type { Change, CloseReason, ObserverCallback, OverflowPolicy, Subscription } from '../types.js';
-import type { Deque } from '../internal/deque.js';
-import type { Gap } from '../cluster/backplane.js';
+import type { Change, CloseReason, ObserverCallback, OverflowPolicy, Subscription } from '../core/types.js';
+import type { Deque } from '../core/deque.js';
+import type { Gap } from '../core/backplane-port.js';
 import type { ObserverList } from './registry.js';
 
 /** `state` bits. An observer whose state is exactly ACTIVE takes the fast delivery path. @internal */

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../core/errors.js';
 import type { ObserverHost } from './observer.js';
 import { ObserverList } from './registry.js';
 

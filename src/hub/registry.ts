@@ -1,4 +1,4 @@
-import type { ObserverCallback } from '../types.js';
+import type { ObserverCallback } from '../core/types.js';
 import { ACTIVE, type Observer, type ObserverHost } from './observer.js';
 import type { PatternNode } from './pattern.js';
 

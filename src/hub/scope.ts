@@ -1,6 +1,6 @@
-import { ClosedError } from '../errors.js';
-import { tracking } from '../internal/tracking.js';
-import type { ObserveOptions, ObserverCallback, Subscription } from '../types.js';
+import { ClosedError } from '../core/errors.js';
+import { tracking } from '../core/tracking.js';
+import type { ObserveOptions, ObserverCallback, Subscription } from '../core/types.js';
 import type { ObserverManager } from './observer-manager.js';
 
 /**

@@ -1,4 +1,4 @@
-import type { LatencyStats } from '../types.js';
+import type { LatencyStats } from '../core/types.js';
 
 /**
  * A ring of the most recent latency samples. `notify` samples one change in

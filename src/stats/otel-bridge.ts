@@ -1,6 +1,6 @@
 import type { Attributes, BatchObservableResult, Meter, Observable } from '@opentelemetry/api';
-import { InvalidArgumentError } from '../errors.js';
-import type { LatencyStats, Stats } from '../types.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import type { LatencyStats, Stats } from '../core/types.js';
 
 /** Options of {@link createOtelBridge}. */
 export interface OtelBridgeOptions {

@@ -1,8 +1,8 @@
 import type pg from 'pg';
 import type { PendingNotifications } from '../delivery/pending.js';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../core/errors.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
-import { assertCallback } from '../internal/assert.js';
+import { assertCallback } from '../core/assert.js';
 import { stageOutbox } from '../cluster/postgres.js';
 import { inTransaction } from './pg-transaction.js';
 

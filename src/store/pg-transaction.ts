@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { HeraldError, InvalidArgumentError } from '../errors.js';
+import { HeraldError, InvalidArgumentError } from '../core/errors.js';
 
 /**
  * Runs `work` on a client of `pool` that it owns for one transaction: `work`

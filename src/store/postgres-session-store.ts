@@ -1,6 +1,6 @@
 import pg from 'pg';
-import { HeraldError } from '../errors.js';
-import type { JsonValue } from './json.js';
+import { HeraldError } from '../core/errors.js';
+import type { JsonValue } from '../core/json.js';
 import { stageOutbox } from '../cluster/postgres.js';
 import type { PendingNotifications } from '../delivery/pending.js';
 import { createOnce, inTransaction, resolvePool } from './pg-transaction.js';

@@ -1,4 +1,4 @@
-import type { JsonValue } from './json.js';
+import type { JsonValue } from '../core/json.js';
 import { isExpired, noSession, SessionStoreBase, type SessionInfo, type StoreOptions, type StoredVariable, type Unit, type VariableEntry } from './store.js';
 
 interface MemorySession {

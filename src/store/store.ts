@@ -1,10 +1,10 @@
-import { HeraldError, InvalidArgumentError, InvalidValueError } from '../errors.js';
+import { HeraldError, InvalidArgumentError, InvalidValueError } from '../core/errors.js';
 import type { PendingNotifications } from '../delivery/pending.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
-import { assertCallback, assertOptions, isPlainObject } from '../internal/assert.js';
-import { tracking } from '../internal/tracking.js';
-import type { ObserveOptions, ObserverCallback, Subscription } from '../types.js';
-import { jsonEqual, toJson, type JsonValue } from './json.js';
+import { assertCallback, assertOptions, isPlainObject } from '../core/assert.js';
+import { tracking } from '../core/tracking.js';
+import type { ObserveOptions, ObserverCallback, Subscription } from '../core/types.js';
+import { jsonEqual, toJson, type JsonValue } from '../core/json.js';
 import { isStandardSchema, type StandardSchemaV1 } from './standard-schema.js';
 import { watchVariable } from './watch.js';
 

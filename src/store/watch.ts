@@ -1,7 +1,7 @@
 import type { ObserverManager } from '../hub/observer-manager.js';
 import { errorReporters } from '../internal/hooks.js';
-import type { Change, ObserveOptions, ObserverCallback, Subscription } from '../types.js';
-import type { JsonValue } from './json.js';
+import type { Change, ObserveOptions, ObserverCallback, Subscription } from '../core/types.js';
+import type { JsonValue } from '../core/json.js';
 import type { VariableEntry } from './store.js';
 
 /** @internal */

@@ -1,6 +1,7 @@
+import { Backplane } from '../cluster/backplane.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
 import { SessionStore } from '../store/session-store.js';
-import type { Subscription } from '../types.js';
+import type { Subscription } from '../core/types.js';
 
 /** A request from the suite's parent process. @internal */
 export interface NodeRequest {
@@ -79,6 +80,7 @@ export function serveClusterNode(makeHub: () => ObserverManager | Promise<Observ
       case 'inspect':
         return hub.inspect(request['key'] as string);
       case 'engineSubscriptions':
+        if (!(backplane instanceof Backplane)) throw new Error('engineSubscriptions: the hub\'s backplane is not one of herald\'s');
         return await backplane.engineSubscriptions();
       case 'close':
         await store?.close();

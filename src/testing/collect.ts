@@ -1,4 +1,4 @@
-import type { Change } from '../types.js';
+import type { Change } from '../core/types.js';
 import type { HubLike } from './hub-like.js';
 
 /** What {@link collect} returns. */

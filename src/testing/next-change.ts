@@ -1,5 +1,5 @@
-import { TimeoutError } from '../errors.js';
-import type { Change } from '../types.js';
+import { TimeoutError } from '../core/errors.js';
+import type { Change } from '../core/types.js';
 import type { HubLike } from './hub-like.js';
 
 /** Options of {@link nextChange}. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import type { ObserverManager } from '../../hub/observer-manager.js';
-import type { Change, CloseReason, ErrorContext, HubOptions, OverflowPolicy } from '../../types.js';
+import type { Change, CloseReason, ErrorContext, HubOptions, OverflowPolicy } from '../../core/types.js';
 import { collect } from '../collect.js';
 import { expectNoChange } from '../expect-no-change.js';
 import { nextChange } from '../next-change.js';

@@ -4,7 +4,7 @@ import { describe, test, type TestContext } from 'node:test';
 import { ObserverManager } from '../../hub/observer-manager.js';
 import type { StandardSchemaV1 } from '../../store/standard-schema.js';
 import { variableKey, type SessionStoreLike, type StoreOptions } from '../../store/store.js';
-import type { Change, CloseReason } from '../../types.js';
+import type { Change, CloseReason } from '../../core/types.js';
 import { expectNoChange } from '../expect-no-change.js';
 
 /** Options of {@link storeSuite}. */

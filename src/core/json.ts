@@ -1,5 +1,5 @@
-import { HeraldError } from '../errors.js';
-import { describeValue } from '../errors.js';
+import { HeraldError } from './errors.js';
+import { describeValue } from './errors.js';
 
 /** What a store keeps: what JSON carries, and nothing it would silently change. */
 export type JsonValue = null | boolean | number | string | readonly JsonValue[] | { readonly [key: string]: JsonValue };

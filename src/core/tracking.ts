@@ -1,4 +1,4 @@
-import type { ObserveOptions, Subscription } from '../types.js';
+import type { ObserveOptions, Subscription } from './types.js';
 
 /**
  * Keeps `set` holding exactly the living observers registered through it: the

@@ -1,5 +1,5 @@
-import { InvalidArgumentError } from '../errors.js';
-import type { CloseReason, Meta, OverflowPolicy, QueueOptions } from '../types.js';
+import { InvalidArgumentError } from './errors.js';
+import type { CloseReason, Meta, OverflowPolicy, QueueOptions } from './types.js';
 
 export const OVERFLOW_POLICIES: readonly OverflowPolicy[] = ['drop-oldest', 'drop-newest', 'coalesce', 'disconnect'];
 

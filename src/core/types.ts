@@ -1,4 +1,4 @@
-import type { Backplane, BackplaneState, BackplaneStats, Gap } from './cluster/backplane.js';
+import type { BackplanePort, BackplaneState, BackplaneStats, Gap } from './backplane-port.js';
 
 /** What the notifier attached to a change; stores add `sessionId`, `txId`, ... Always frozen. */
 export type Meta = Readonly<Record<string, unknown>>;
@@ -120,7 +120,7 @@ export interface HubOptions {
    * the observers of every node (`herald/redis`, `herald/nats`, `herald/postgres`).
    * The hub owns it from then on: `hub.close()` closes it.
    */
-  readonly backplane?: Backplane;
+  readonly backplane?: BackplanePort;
 }
 
 /** Dispatch latency (notify accepted → its fan-out began), from a sample of recent changes. */
