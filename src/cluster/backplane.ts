@@ -1,5 +1,5 @@
 import { HeraldError, InvalidArgumentError } from '../core/errors.js';
-import { assertOptions, isPlainObject, optionalFunction } from '../core/assert.js';
+import { assertOptions, integerOption, isPlainObject, MAX_TIMER_MS, optionalFunction } from '../core/assert.js';
 import { Deque } from '../core/deque.js';
 import type { Meta } from '../core/types.js';
 import type { BackplaneLink, BackplanePort, BackplaneSink, BackplaneState, BackplaneStats, GapReason } from '../core/backplane-port.js';
@@ -95,11 +95,11 @@ export abstract class Backplane implements BackplanePort {
     this.maxMessageBytes = integerOption(options?.maxMessageBytes, 'options.maxMessageBytes', defaultMaxMessageBytes, 1);
     this.#maxBuffered = integerOption(options?.maxBuffered, 'options.maxBuffered', 10_000, 0);
     assertOptions(options?.reconnect, 'options.reconnect');
-    this.#initialDelayMs = integerOption(options?.reconnect?.initialDelayMs, 'options.reconnect.initialDelayMs', 50, 1);
-    this.#maxDelayMs = integerOption(options?.reconnect?.maxDelayMs, 'options.reconnect.maxDelayMs', 5000, 1);
+    this.#initialDelayMs = integerOption(options?.reconnect?.initialDelayMs, 'options.reconnect.initialDelayMs', 50, 1, MAX_TIMER_MS);
+    this.#maxDelayMs = integerOption(options?.reconnect?.maxDelayMs, 'options.reconnect.maxDelayMs', 5000, 1, MAX_TIMER_MS);
     optionalFunction(options?.onError, 'options.onError');
     this.#onError = options?.onError;
-    this.#closeTimeoutMs = integerOption(options?.closeTimeoutMs, 'options.closeTimeoutMs', 5000, 0);
+    this.#closeTimeoutMs = integerOption(options?.closeTimeoutMs, 'options.closeTimeoutMs', 5000, 0, MAX_TIMER_MS);
     optionalFunction(options?.onStateChange, 'options.onStateChange');
     this.#onStateChange = options?.onStateChange;
   }
@@ -480,11 +480,3 @@ function isWireChange(value: unknown): value is WireChange {
     && isPlainObject(c.meta);
 }
 
-/** An integer option of at least `min`, or `fallback` when absent. @internal */
-export function integerOption(value: unknown, arg: string, fallback: number, min: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
-    throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', arg, `an integer >= ${min}`, value);
-  }
-  return value;
-}

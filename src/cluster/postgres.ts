@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { assertOptions } from '../core/assert.js';
+import { assertOptions, integerOption, MAX_TIMER_MS } from '../core/assert.js';
 import { Deque } from '../core/deque.js';
 import type { BatchedChange, PendingNotifications } from '../delivery/pending.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
-import { Backplane, integerOption, type BackplaneOptions } from './backplane.js';
+import { Backplane, type BackplaneOptions } from './backplane.js';
 import { createOnce, resolvePool, type PoolSource } from '../store/pg-transaction.js';
 import type { WireChange } from './codec.js';
 
@@ -91,7 +91,7 @@ export class PostgresBackplane extends Backplane {
     this.#outbox = `"${schema}".outbox`;
     this.#maxAgeMs = integerOption(options.outboxMaxAgeMs, 'options.outboxMaxAgeMs', 3_600_000, 1);
     this.#maxRows = integerOption(options.outboxMaxRows, 'options.outboxMaxRows', 100_000, 1);
-    this.#pruneIntervalMs = integerOption(options.pruneIntervalMs, 'options.pruneIntervalMs', 60_000, 0);
+    this.#pruneIntervalMs = integerOption(options.pruneIntervalMs, 'options.pruneIntervalMs', 60_000, 0, MAX_TIMER_MS);
     this.#maxReplayRows = integerOption(options.maxReplayRows, 'options.maxReplayRows', 100_000, 1);
   }
 

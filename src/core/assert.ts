@@ -1,57 +1,70 @@
 import { InvalidArgumentError } from './errors.js';
-import type { CloseReason, Meta, OverflowPolicy, QueueOptions } from './types.js';
+import type { CloseReason, Meta, ObserveOptions, OverflowPolicy, QueueOptions } from './types.js';
 
 export const OVERFLOW_POLICIES: readonly OverflowPolicy[] = ['drop-oldest', 'drop-newest', 'coalesce', 'disconnect'];
 
-/** @internal */
 export function invalidKey(key: unknown, arg = 'key'): InvalidArgumentError {
   return InvalidArgumentError.expected('HERALD_INVALID_KEY', arg, 'a non-empty string', key);
 }
 
-/** @internal */
 export function assertKey(key: unknown, arg = 'key'): asserts key is string {
   if (typeof key !== 'string' || key.length === 0) throw invalidKey(key, arg);
 }
 
-/** @internal */
 export function assertCallback(callback: unknown, arg = 'callback'): asserts callback is (...args: never[]) => unknown {
   if (typeof callback !== 'function') {
     throw InvalidArgumentError.expected('HERALD_INVALID_CALLBACK', arg, 'a function', callback);
   }
 }
 
-/** @internal */
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (typeof value !== 'object' || value === null) return false;
   const proto: unknown = Object.getPrototypeOf(value);
   return proto === Object.prototype || proto === null;
 }
 
-/** Options objects may be omitted; anything else must be an object. @internal */
+/** Options objects may be omitted; anything else must be an object. */
 export function assertOptions(options: unknown, arg: string): void {
   if (options !== undefined && (typeof options !== 'object' || options === null || Array.isArray(options))) {
     throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', arg, 'an options object or undefined', options);
   }
 }
 
-/** @internal */
 export function optionalFunction(value: unknown, arg: string): void {
   if (value !== undefined && typeof value !== 'function') {
     throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', arg, 'a function or undefined', value);
   }
 }
 
-/** A duration in milliseconds: finite and ≥ 0, or (when allowed) Infinity. @internal */
-export function optionalDuration(value: unknown, arg: string, allowInfinity: boolean): void {
+/**
+ * The longest delay a Node timer honours: `setTimeout` and `setInterval` fire
+ * after 1 ms for anything longer (with a TimeoutOverflowWarning).
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * A timer's period or delay in milliseconds: an integer from `min` to
+ * {@link MAX_TIMER_MS}, or (when allowed) Infinity for "never".
+ */
+export function optionalDuration(value: unknown, arg: string, min: number, allowInfinity: boolean): void {
   if (value === undefined) return;
-  const ok = typeof value === 'number' && value >= 0 && (Number.isFinite(value) || (allowInfinity && value === Infinity));
-  if (!ok) {
-    const expected = allowInfinity ? 'a number of milliseconds ≥ 0, or Infinity' : 'a finite number of milliseconds ≥ 0';
+  if (allowInfinity && value === Infinity) return;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > MAX_TIMER_MS) {
+    const expected = `an integer number of milliseconds from ${min} to ${MAX_TIMER_MS} (the longest a Node timer waits)${allowInfinity ? ', or Infinity' : ''}`;
     throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', arg, expected, value);
   }
 }
 
-/** @internal */
+/** An integer option from `min` to `max`, or `fallback` when omitted. */
+export function integerOption(value: unknown, arg: string, fallback: number, min: number, max: number = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    const expected = max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`;
+    throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', arg, expected, value);
+  }
+  return value;
+}
+
 export function assertQueue(queue: unknown, arg: string): asserts queue is QueueOptions | undefined {
   if (queue === undefined) return;
   assertOptions(queue, arg);
@@ -64,11 +77,28 @@ export function assertQueue(queue: unknown, arg: string): asserts queue is Queue
   }
 }
 
-/** @internal */
 export function assertSignal(signal: unknown, arg: string): asserts signal is AbortSignal | undefined {
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', arg, 'an AbortSignal or undefined', signal);
   }
+}
+
+/** Checks the options of `observe`, `observePattern` and `scope.observe`. */
+export function assertObserveOptions(options: unknown): void {
+  if (options === undefined) return;
+  assertOptions(options, 'options');
+  const o = options as ObserveOptions;
+  assertSignal(o.signal, 'options.signal');
+  if (o.owner !== undefined && (typeof o.owner !== 'object' || o.owner === null) && typeof o.owner !== 'function') {
+    throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.owner', 'an object or undefined', o.owner);
+  }
+  optionalFunction(o.isAlive, 'options.isAlive');
+  optionalFunction(o.onClose, 'options.onClose');
+  optionalFunction(o.onGap, 'options.onGap');
+  if (o.label !== undefined && typeof o.label !== 'string') {
+    throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.label', 'a string or undefined', o.label);
+  }
+  assertQueue(o.queue, 'options.queue');
 }
 
 export const EMPTY_META: Meta = Object.freeze({});
@@ -88,7 +118,6 @@ export const CLOSE_REASONS: readonly CloseReason[] = [
   'unsubscribed', 'aborted', 'owner-collected', 'dead', 'slow-consumer', 'hub-closed', 'session-ended',
 ];
 
-/** @internal */
 export function assertNever(value: never): never {
   throw new Error(`unreachable: ${String(value)}`);
 }

@@ -18,7 +18,8 @@ export function tracking(
       ...options,
       onClose: (reason) => {
         if (registered !== undefined && set.delete(registered) && set.size === 0) onEmptied?.();
-        userOnClose?.(reason);
+        // Returned, so that the hub contains whatever the caller's own onClose throws or rejects with.
+        return userOnClose?.(reason);
       },
     },
     track(sub) {

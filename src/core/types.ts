@@ -57,14 +57,14 @@ export interface ObserveOptions {
   readonly label?: string;
   /** This observer's queue bound. @default the hub's `queue` option */
   readonly queue?: QueueOptions;
-  /** Called exactly once when the observer goes, with why. */
-  readonly onClose?: (reason: CloseReason) => void;
+  /** Called exactly once when the observer goes, with why. What it throws or rejects with is contained. */
+  readonly onClose?: (reason: CloseReason) => unknown;
   /**
    * Called when the hub's backplane may have missed changes of other nodes
    * (a lost connection, a slow consumer): re-read the state you keep. Called
    * after the changes queued for this observer before the gap.
    */
-  readonly onGap?: (gap: Gap) => void;
+  readonly onGap?: (gap: Gap) => unknown;
 }
 
 /** Options of {@link ObserverManager.watch}. */
@@ -109,8 +109,8 @@ export interface HubOptions {
   readonly equals?: (oldValue: unknown, newValue: unknown) => boolean;
   /** Period of the cleanup sweep; 0 turns it off. The timer is unref'd. @default 30000 */
   readonly sweepIntervalMs?: number;
-  /** Receives every observer failure (throw, rejection, timeout). A throwing `onError` is contained. @default logs to `console.error` */
-  readonly onError?: (error: unknown, context: ErrorContext) => void;
+  /** Receives every observer failure (throw, rejection, timeout). An `onError` that throws or rejects is contained. @default logs to `console.error` */
+  readonly onError?: (error: unknown, context: ErrorContext) => unknown;
   /** The default queue bound of every observer. @default { limit: 1000, overflow: 'drop-oldest' } */
   readonly queue?: QueueOptions;
   /** How long an observer's returned promise may hold its next delivery. @default 30000 */

@@ -1,46 +1,48 @@
-import type { Change, CloseReason, ObserverCallback, OverflowPolicy, Subscription } from '../core/types.js';
-import type { Deque } from '../core/deque.js';
 import type { Gap } from '../core/backplane-port.js';
-import type { ObserverList } from './registry.js';
+import type { Change, CloseReason, ObserverCallback, OverflowPolicy, Subscription } from '../core/types.js';
+import type { Mailbox } from '../delivery/mailbox.js';
+import type { ObserverList } from './observer-list.js';
 
-/** `state` bits. An observer whose state is exactly ACTIVE takes the fast delivery path. @internal */
+/** `state` bits. An observer whose state is exactly ACTIVE takes the fast delivery path. */
 export const ACTIVE = 1;
-/** A returned promise is holding this observer's next delivery. */
+/** Its next delivery must wait: a returned promise is pending, or its queue is being worked off. */
 export const BUSY = 2;
 /** Has an `isAlive` probe to check before each delivery. */
 export const PROBED = 4;
 
-/** What the hub core offers the handles it hands out. @internal */
+/** What an observer handle needs of its hub: the one way to remove it. */
 export interface ObserverHost {
   release(observer: Observer, reason: CloseReason): boolean;
 }
 
 /**
  * Everything about an observer that most observers never need: allocated on
- * first use so that a plain idle observer stays small. @internal
+ * first use, so that a plain idle observer stays small.
  */
 export class ObserverExt {
-  /** The callback of an observer that has an ext (its `fns` slot holds it too, while it takes the fast path). */
+  /** The callback, kept here once the observer has an ext; cleared when it goes. */
   callback: ObserverCallback | undefined;
   label: string | undefined = undefined;
   limit: number;
   overflow: OverflowPolicy;
-  onClose: ((reason: CloseReason) => void) | undefined = undefined;
+  onClose: ((reason: CloseReason) => unknown) | undefined = undefined;
   isAlive: (() => boolean) | undefined = undefined;
   owner: WeakRef<object> | undefined = undefined;
   signal: AbortSignal | undefined = undefined;
   /** Driven by a consumer's pull (watch): never timed out and never awaited by `drain()`. */
   pull = false;
-  queue: Deque<Change> | undefined = undefined;
+  mailbox: Mailbox | undefined = undefined;
   errors = 0;
   dropped = 0;
-  onGap: ((gap: Gap) => void) | undefined = undefined;
+  onGap: ((gap: Gap) => unknown) | undefined = undefined;
   /** A gap signal waiting for the changes queued before it. */
   gap: Gap | undefined = undefined;
   gaps = 0;
   /** Identifies the delivery in flight; bumped when it settles or times out. */
   token = 0;
   deadline = 0;
+  /** Whether a returned promise holds the observer now (rather than a queue being worked off). */
+  awaiting = false;
   /** The change whose returned promise is in flight, for the timeout report. */
   current: Change | undefined = undefined;
 
@@ -54,24 +56,24 @@ export class ObserverExt {
 /**
  * One registered callback, and at the same time the {@link Subscription}
  * handle the caller holds: one object per observer keeps an idle observer
- * within a hundred-odd bytes. @internal
+ * within a hundred-odd bytes.
  */
 export class Observer implements Subscription {
   // The callback is not kept here: it lives in `list.fns` while the observer
-  // takes the fast path, and in `ext.callback` for an observer with an ext.
-  // One copy fewer is 8 bytes less per observer.
+  // has no ext, and in `ext.callback` once it has one. One copy fewer is 8
+  // bytes less per observer.
   state: number;
   /**
-   * Deliveries not seen by the list's job count: +1 for each delivery from
-   * its queue or a pattern snapshot, -1 for each job of its list that did not
-   * deliver to it. See {@link ObserverList.visits}.
+   * Deliveries not seen by its list's job count: +1 for each delivery from
+   * its queue or a single-observer job, -1 for each job of its list that did
+   * not deliver to it. See {@link ObserverList.visits}.
    */
   delivered = 0;
   /** The list this observer lives in: its key's, or its pattern's. */
-  list: ObserverList;
+  readonly list: ObserverList;
   /** Registration number, unique in the hub and increasing: the order of delivery within one change. */
   readonly n: number;
-  /** Position in `list.items` and `list.fns`. */
+  /** Position in `list.items` and `list.fns`; the list keeps it true across compaction. */
   index = 0;
   /** `list.enqueued` when it joined: jobs up to this one never included it. */
   joinMark = 0;
@@ -90,7 +92,7 @@ export class Observer implements Subscription {
   }
 
   get id(): string {
-    return formatId(this.list.pattern !== undefined, this.n, this.list.name);
+    return formatId(this.list.isPattern, this.n, this.list.name);
   }
 
   get key(): string {
@@ -119,12 +121,11 @@ function formatId(isPattern: boolean, n: number, name: string): string {
   return `${isPattern ? 'p' : 'k'}${n}:${name}`;
 }
 
-/** The parts of an id, or undefined when it is not one herald made. @internal */
+/** The parts of an id exactly as {@link formatId} writes them, or undefined when it is not one herald made. */
 export function parseId(id: string): { isPattern: boolean; n: number; name: string } | undefined {
-  const colon = id.indexOf(':');
-  const kind = id[0];
-  if (colon < 2 || (kind !== 'k' && kind !== 'p')) return undefined;
-  const digits = id.slice(1, colon);
-  if (!/^[0-9]+$/.test(digits)) return undefined;
-  return { isPattern: kind === 'p', n: Number(digits), name: id.slice(colon + 1) };
+  const match = /^([kp])([1-9][0-9]{0,15}):/.exec(id);
+  if (match === null) return undefined;
+  const n = Number(match[2]);
+  if (!Number.isSafeInteger(n)) return undefined;
+  return { isPattern: match[1] === 'p', n, name: id.slice(match[0].length) };
 }

@@ -1,12 +1,11 @@
 import { InvalidArgumentError } from '../core/errors.js';
 import type { ObserverHost } from './observer.js';
-import { ObserverList } from './registry.js';
+import { ObserverList } from './observer-list.js';
 
 /**
  * Checks a pattern: '/'-separated segments where a segment is a literal, `*`
  * (exactly one segment) or, as the last segment only, `**` (one or more
  * segments). A `*` inside a literal segment is refused rather than guessed at.
- * @internal
  */
 export function parsePattern(pattern: unknown): string[] {
   if (typeof pattern !== 'string' || pattern.length === 0) {
@@ -25,7 +24,7 @@ export function parsePattern(pattern: unknown): string[] {
   return segments;
 }
 
-/** One node of the pattern trie. @internal */
+/** One node of the pattern trie. */
 export class PatternNode {
   readonly parent: PatternNode | undefined;
   readonly edge: string;
@@ -49,11 +48,11 @@ export class PatternNode {
 /**
  * Patterns in a trie of segments, so that matching a key costs its number of
  * segments (times the wildcard branches), not the number of patterns.
- * @internal
  */
 export class PatternTrie {
   readonly #root = new PatternNode(undefined, '');
   readonly #byPattern = new Map<string, ObserverList>();
+  readonly #nodes = new Map<ObserverList, PatternNode>();
 
   get size(): number {
     return this.#byPattern.size;
@@ -90,7 +89,8 @@ export class PatternTrie {
         node = child;
       }
     }
-    const list = new ObserverList(pattern, host, node);
+    const list = new ObserverList(pattern, true, host);
+    this.#nodes.set(list, node);
     if (endsWithRest) node.rest = list;
     else node.list = list;
     this.#byPattern.set(pattern, list);
@@ -99,7 +99,10 @@ export class PatternTrie {
 
   /** Forgets an emptied list and prunes the trie path that only it used. */
   delete(list: ObserverList): void {
-    let node = list.pattern!;
+    const end = this.#nodes.get(list);
+    if (end === undefined) return;
+    this.#nodes.delete(list);
+    let node: PatternNode = end;
     if (node.rest === list) node.rest = undefined;
     else node.list = undefined;
     this.#byPattern.delete(list.name);
@@ -111,19 +114,33 @@ export class PatternTrie {
     }
   }
 
-  /** Every pattern list whose pattern matches `key`. */
+  /**
+   * Every pattern list whose pattern matches `key`. Iterative, with a stack
+   * of (node, segment) pairs: a key of any number of segments cannot
+   * overflow the call stack.
+   */
   match(key: string, out: ObserverList[]): void {
-    matchFrom(this.#root, key.split('/'), 0, out);
+    const segments = key.split('/');
+    const nodes: PatternNode[] = [this.#root];
+    const depths: number[] = [0];
+    while (nodes.length > 0) {
+      const node = nodes.pop()!;
+      const i = depths.pop()!;
+      if (i === segments.length) {
+        if (node.list !== undefined) out.push(node.list);
+        continue;
+      }
+      if (node.rest !== undefined) out.push(node.rest);
+      // Pushed star first so that the literal branch is taken first, as the recursive walk did.
+      if (node.star !== undefined) {
+        nodes.push(node.star);
+        depths.push(i + 1);
+      }
+      const child = node.children?.get(segments[i]!);
+      if (child !== undefined) {
+        nodes.push(child);
+        depths.push(i + 1);
+      }
+    }
   }
-}
-
-function matchFrom(node: PatternNode, segments: readonly string[], i: number, out: ObserverList[]): void {
-  if (i === segments.length) {
-    if (node.list !== undefined) out.push(node.list);
-    return;
-  }
-  if (node.rest !== undefined) out.push(node.rest);
-  const child = node.children?.get(segments[i]!);
-  if (child !== undefined) matchFrom(child, segments, i + 1, out);
-  if (node.star !== undefined) matchFrom(node.star, segments, i + 1, out);
 }

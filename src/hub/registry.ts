@@ -1,127 +1,120 @@
 import type { ObserverCallback } from '../core/types.js';
-import { ACTIVE, type Observer, type ObserverHost } from './observer.js';
-import type { PatternNode } from './pattern.js';
+import { ACTIVE, parseId, type Observer, type ObserverHost } from './observer.js';
+import { ObserverList } from './observer-list.js';
+import { PatternTrie } from './pattern.js';
 
-/** Lists this short are never compacted: the tombstones cost less than the copy. */
-const MIN_COMPACT_HOLES = 32;
-
-/**
- * Stands in `fns` for an observer that needs more than a plain call: removed,
- * busy with a returned promise, or probed by `isAlive`. @internal
- */
-export const SLOW: ObserverCallback = () => {};
+/** Told when a key or pattern gains its first observer (`wanted`) or loses its last: what a backplane subscribes to. */
+export type InterestListener = (name: string, isPattern: boolean, wanted: boolean) => void;
 
 /**
- * The observers of one key (or one pattern) in registration order, with
- * their callbacks in a parallel dense array that is all the delivery loop
- * reads for an idle observer.
- *
- * Removal is O(1): the observer stays as a tombstone (`SLOW` in `fns`, state
- * no longer ACTIVE) and both arrays are compacted in place once tombstones
- * reach a quarter of the living — but never while a dispatch job of this list
- * is pending, so a job can hold the list and its length at notify time as its
- * snapshot: later additions land past that length, removals are tombstones.
- * @internal
+ * Who observes what: a list per key and a trie of pattern lists. Only lists
+ * with a living observer are kept, so a key leaves no trace once its last
+ * observer goes.
  */
-export class ObserverList {
-  readonly name: string;
-  readonly host: ObserverHost;
-  /** Set for a pattern's list: the trie node that holds it. */
-  readonly pattern: PatternNode | undefined;
-  items: Observer[] = [];
-  fns: ObserverCallback[] = [];
-  /** Living observers. */
-  size = 0;
-  /** Dispatch jobs of this list queued so far, and finished so far. */
-  enqueued = 0;
-  dispatched = 0;
-  #compactWhenIdle = false;
+export class Registry {
+  readonly #host: ObserverHost;
+  readonly #onInterest: InterestListener | undefined;
+  readonly #keys = new Map<string, ObserverList>();
+  readonly #patterns = new PatternTrie();
+  /** Living pattern observers: while 0, a lookup never looks at the trie. */
+  #patternObservers = 0;
 
-  constructor(name: string, host: ObserverHost, pattern?: PatternNode) {
-    this.name = name;
-    this.host = host;
-    this.pattern = pattern;
+  constructor(host: ObserverHost, onInterest: InterestListener | undefined) {
+    this.#host = host;
+    this.#onInterest = onInterest;
   }
 
+  /** Whether any pattern observer lives: the only case in which a key's own list is not all its observers. */
+  get hasPatterns(): boolean {
+    return this.#patternObservers > 0;
+  }
+
+  get keyCount(): number {
+    return this.#keys.size;
+  }
+
+  /** The key's own list, if it has observers. */
+  listOf(key: string): ObserverList | undefined {
+    return this.#keys.get(key);
+  }
+
+  /** Appends to `out` the lists of every pattern that matches `key`. */
+  matchPatterns(key: string, out: ObserverList[]): void {
+    if (this.#patternObservers > 0) this.#patterns.match(key, out);
+  }
+
+  /** The list a new observer of `key` (or of a parsed pattern) joins; not yet registered until {@link add}. */
+  listFor(name: string, patternSegments?: readonly string[]): ObserverList {
+    if (patternSegments !== undefined) return this.#patterns.obtain(name, patternSegments, this.#host);
+    return this.#keys.get(name) ?? new ObserverList(name, false, this.#host);
+  }
+
+  /** Adds a living observer to its list, registering the list if it was new. */
   add(observer: Observer, callback: ObserverCallback): void {
-    observer.index = this.items.length;
-    observer.joinMark = this.enqueued;
-    this.items.push(observer);
-    this.fns.push(observer.state === ACTIVE ? callback : SLOW);
-    this.size++;
+    const list = observer.list;
+    list.add(observer, callback);
+    if (list.isPattern) this.#patternObservers++;
+    if (list.size !== 1) return;
+    if (!list.isPattern) this.#keys.set(list.name, list);
+    this.#onInterest?.(list.name, list.isPattern, true);
   }
 
-  /** The observer's callback, wherever it is kept. */
-  callbackOf(observer: Observer): ObserverCallback {
-    return observer.ext?.callback ?? this.fns[observer.index]!;
+  /** Forgets a list that `listFor` made and no observer joined (its registration was refused). */
+  abandon(list: ObserverList): void {
+    if (list.size === 0 && list.isPattern) this.#patterns.delete(list);
   }
 
-  /** Call after the observer's state has lost ACTIVE. */
-  delete(observer: Observer): void {
-    this.fns[observer.index] = SLOW;
-    observer.leaveMark = this.enqueued;
-    this.size--;
-    const holes = this.items.length - this.size;
-    // A quarter of tombstones at most: the delivery loop visits them too. Still O(1) amortised per removal.
-    if (holes >= MIN_COMPACT_HOLES && holes * 4 > this.size) {
-      if (this.enqueued === this.dispatched) this.#compact();
-      else this.#compactWhenIdle = true;
+  /** Takes out an observer whose state has just lost ACTIVE; drops its list if it was the last. */
+  remove(observer: Observer): void {
+    const list = observer.list;
+    list.delete(observer);
+    if (list.isPattern) this.#patternObservers--;
+    if (list.size !== 0) return;
+    if (list.isPattern) this.#patterns.delete(list);
+    else if (this.#keys.get(list.name) === list) this.#keys.delete(list.name);
+    else return;
+    this.#onInterest?.(list.name, list.isPattern, false);
+  }
+
+  /** The living observer with this id (exactly as `sub.id` wrote it), if any. */
+  find(id: string): Observer | undefined {
+    const parsed = parseId(id);
+    if (parsed === undefined) return undefined;
+    const list = parsed.isPattern ? this.#patterns.get(parsed.name) : this.#keys.get(parsed.name);
+    const observer = list?.find(parsed.n);
+    return observer !== undefined && (observer.state & ACTIVE) !== 0 ? observer : undefined;
+  }
+
+  /** Observers a change of `key` would reach now. */
+  countFor(key: string): number {
+    let count = this.#keys.get(key)?.size ?? 0;
+    if (this.#patternObservers > 0) {
+      const lists: ObserverList[] = [];
+      this.#patterns.match(key, lists);
+      for (const list of lists) count += list.size;
     }
+    return count;
   }
 
-  /** Points the slot of an observer with an ext at its callback when it may take the fast path, at `SLOW` otherwise. */
-  refresh(observer: Observer): void {
-    this.fns[observer.index] = observer.state === ACTIVE ? observer.ext!.callback! : SLOW;
+  /** The living observers a change of `key` would reach now, in delivery (registration) order. */
+  observersOf(key: string): Observer[] {
+    const lists: ObserverList[] = [];
+    const own = this.#keys.get(key);
+    if (own !== undefined) lists.push(own);
+    this.matchPatterns(key, lists);
+    return lists.flatMap((list) => list.living()).sort((a, b) => a.n - b.n);
   }
 
-  /** Marks the end of one dispatch job of this list. */
-  finishJob(): void {
-    this.dispatched++;
-    if (this.#compactWhenIdle && this.enqueued === this.dispatched) this.#compact();
+  keys(): string[] {
+    return [...this.#keys.keys()];
   }
 
-  /** Jobs of this list that included `observer` and have been dispatched. */
-  visits(observer: Observer): number {
-    const last = (observer.state & ACTIVE) !== 0 ? this.dispatched : Math.min(this.dispatched, observer.leaveMark);
-    return Math.max(0, last - observer.joinMark);
+  patterns(): string[] {
+    return this.#patterns.patterns();
   }
 
-  /** The living observer with registration number `n`, found by binary search (items are sorted by `n`). */
-  find(n: number): Observer | undefined {
-    const items = this.items;
-    let lo = 0;
-    let hi = items.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      const observer = items[mid]!;
-      if (observer.n === n) return (observer.state & ACTIVE) !== 0 ? observer : undefined;
-      if (observer.n < n) lo = mid + 1;
-      else hi = mid - 1;
-    }
-    return undefined;
-  }
-
-  /** The living observers, in registration order. */
-  living(): Observer[] {
-    return this.items.filter((observer) => (observer.state & ACTIVE) !== 0);
-  }
-
-  /** In place: it runs only while no job of this list is pending, so nothing else holds these arrays. */
-  #compact(): void {
-    this.#compactWhenIdle = false;
-    const { items, fns } = this;
-    let kept = 0;
-    for (let i = 0; i < items.length; i++) {
-      const observer = items[i]!;
-      if ((observer.state & ACTIVE) === 0) continue;
-      if (i !== kept) {
-        items[kept] = observer;
-        fns[kept] = fns[i]!;
-        observer.index = kept;
-      }
-      kept++;
-    }
-    items.length = kept;
-    fns.length = kept;
+  /** Every list, keys' then patterns'; a copy, so that removing while iterating is safe. */
+  lists(): ObserverList[] {
+    return [...this.#keys.values(), ...this.#patterns.lists()];
   }
 }

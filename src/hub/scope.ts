@@ -1,4 +1,5 @@
 import { ClosedError } from '../core/errors.js';
+import { assertObserveOptions } from '../core/assert.js';
 import { tracking } from '../core/tracking.js';
 import type { ObserveOptions, ObserverCallback, Subscription } from '../core/types.js';
 import type { ObserverManager } from './observer-manager.js';
@@ -52,6 +53,8 @@ export class Scope implements Disposable {
 
   #track(register: (options: ObserveOptions) => Subscription, options: ObserveOptions | undefined): Subscription {
     if (this.#disposed) throw new ClosedError('cannot `observe`: the scope is disposed');
+    // Checked before wrapping: the wrapper's own onClose must not hide a bad one of the caller's.
+    assertObserveOptions(options);
     const tracked = tracking(this.#subs, options);
     return tracked.track(register(tracked.options));
   }

@@ -3,7 +3,6 @@ import type { LatencyStats } from '../core/types.js';
 /**
  * A ring of the most recent latency samples. `notify` samples one change in
  * every `SAMPLE_EVERY`, so the hot path pays for a clock read only rarely.
- * @internal
  */
 export class LatencyRecorder {
   static readonly SAMPLE_EVERY = 16;

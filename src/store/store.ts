@@ -1,7 +1,7 @@
 import { HeraldError, InvalidArgumentError, InvalidValueError } from '../core/errors.js';
 import type { PendingNotifications } from '../delivery/pending.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
-import { assertCallback, assertOptions, isPlainObject } from '../core/assert.js';
+import { assertCallback, assertOptions, isPlainObject, optionalDuration } from '../core/assert.js';
 import { tracking } from '../core/tracking.js';
 import type { ObserveOptions, ObserverCallback, Subscription } from '../core/types.js';
 import { jsonEqual, toJson, type JsonValue } from '../core/json.js';
@@ -184,10 +184,8 @@ export abstract class SessionStoreBase implements SessionStoreLike {
     if (options.strict !== undefined && typeof options.strict !== 'boolean') {
       throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.strict', 'a boolean or undefined', options.strict);
     }
+    optionalDuration(options.expiryCheckMs, 'options.expiryCheckMs', 0, false);
     const check = options.expiryCheckMs ?? DEFAULT_EXPIRY_CHECK_MS;
-    if (typeof check !== 'number' || !Number.isFinite(check) || check < 0) {
-      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.expiryCheckMs', 'a finite number of milliseconds ≥ 0', check);
-    }
     this.hub = options.hub;
     this.#defaultTtlMs = options.defaultTtlMs;
     this.#strict = options.strict ?? false;

@@ -1,5 +1,4 @@
 import type { ObserverManager } from '../hub/observer-manager.js';
-import { errorReporters } from '../internal/hooks.js';
 import type { Change, ObserveOptions, ObserverCallback, Subscription } from '../core/types.js';
 import type { JsonValue } from '../core/json.js';
 import type { VariableEntry } from './store.js';
@@ -20,10 +19,11 @@ export interface WatchSpec {
 /**
  * Registers a store watcher. With `includeCurrent`, the observer is registered
  * *before* the current values are read, and holds what arrives meanwhile;
- * then it delivers the current values, then the held and later changes whose
- * `meta.version` is newer than what the read saw. Registering first leaves
- * no gap; the version filter leaves no duplicate.
- * @internal
+ * then the current values and the held changes go to it through the hub's
+ * `deliverTo` — through its own queue, ahead of any later change, with its
+ * bound, timeout and accounting — and changes whose `meta.version` is not
+ * newer than what the read saw are skipped. Registering first leaves no gap;
+ * the version filter leaves no duplicate.
  */
 export async function watchVariable(hub: ObserverManager, spec: WatchSpec): Promise<Subscription> {
   const { keyOrPattern, isPattern, callback, options } = spec;
@@ -34,8 +34,8 @@ export async function watchVariable(hub: ObserverManager, spec: WatchSpec): Prom
   /** name → version the read saw; a name leaves it once a newer change has passed. */
   let seen: Map<string, number> | undefined = undefined; // set once the current values are read
   const held: Change<JsonValue | undefined>[] = [];
-  let initial: Promise<void> | undefined;
   const isStale = (change: Change<JsonValue | undefined>): boolean => {
+    if (change.meta['current'] === true) return false;
     const name = change.meta['name'] as string;
     const version = seen!.get(name);
     if (version === undefined) return false;
@@ -48,9 +48,7 @@ export async function watchVariable(hub: ObserverManager, spec: WatchSpec): Prom
       held.push(change);
       return undefined;
     }
-    if (isStale(change)) return undefined;
-    // The hub awaits what this returns, so later changes wait for the current values to be delivered.
-    return initial === undefined ? callback(change) : initial.then(() => callback(change));
+    return isStale(change) ? undefined : callback(change);
   };
   const sub = register(wrapper);
   let current: VariableEntry[];
@@ -61,27 +59,18 @@ export async function watchVariable(hub: ObserverManager, spec: WatchSpec): Prom
     throw error;
   }
   seen = new Map(current.map((entry) => [entry.name, entry.version]));
-  const first: Change<JsonValue | undefined>[] = current.map((entry) => Object.freeze({
-    key: spec.keyOf(entry.name),
-    oldValue: undefined,
-    newValue: entry.value,
-    meta: Object.freeze({ sessionId: spec.sessionId, name: entry.name, version: entry.version, current: true }),
-    seq: 0,
-    at: Date.now(),
-  }));
-  const queue = [...first, ...held.filter((change) => !isStale(change))];
-  held.length = 0;
-  if (queue.length > 0 && sub.active) {
-    initial = (async () => {
-      for (const change of queue) {
-        if (!sub.active) return;
-        try {
-          await callback(change);
-        } catch (error) {
-          errorReporters.get(hub)?.(sub, error, change);
-        }
-      }
-    })().finally(() => (initial = undefined));
+  if (!sub.active || hub.closed) return sub;
+  for (const entry of current) {
+    hub.deliverTo(sub, {
+      key: spec.keyOf(entry.name),
+      oldValue: undefined,
+      newValue: entry.value,
+      meta: Object.freeze({ sessionId: spec.sessionId, name: entry.name, version: entry.version, current: true }),
+      seq: 0,
+      at: Date.now(),
+    });
   }
+  for (const change of held) hub.deliverTo(sub, change);
+  held.length = 0;
   return sub;
 }

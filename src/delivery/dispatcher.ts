@@ -1,0 +1,495 @@
+import type { Gap } from '../core/backplane-port.js';
+import { TimeoutError } from '../core/errors.js';
+import type { Change, CloseReason, ErrorContext, OverflowPolicy } from '../core/types.js';
+import { ACTIVE, BUSY, ObserverExt, PROBED, type Observer } from '../hub/observer.js';
+import { SLOW, type ObserverList } from '../hub/observer-list.js';
+import type { Counters } from '../stats/counters.js';
+import { LatencyRecorder } from '../stats/latency.js';
+import { Deadlines } from './deadlines.js';
+import { Mailbox, type Equals } from './mailbox.js';
+
+/** What the dispatcher needs of the rest of the hub. */
+export interface DispatchContext {
+  readonly counters: Counters;
+  readonly latency: LatencyRecorder;
+  /** Change detection for merges under `coalesce`. */
+  readonly equals: Equals;
+  /** How long a returned promise may hold an observer's next delivery; Infinity for ever. */
+  readonly callbackTimeoutMs: number;
+  readonly defaultLimit: number;
+  readonly defaultOverflow: OverflowPolicy;
+  /** Every failure of an observer's callback, with its context; contained by the dispatcher. */
+  report(error: unknown, context: ErrorContext): void;
+  /** Removes an observer (`dead`, `slow-consumer`, `owner-collected`). */
+  release(observer: Observer, reason: CloseReason): boolean;
+  /** Why the observer must go before its next delivery, or undefined while it is alive. */
+  deadReason(observer: Observer): CloseReason | undefined;
+  countDead(removed: number): void;
+  /** Every list of the hub, for a gap signal. */
+  lists(): readonly ObserverList[];
+}
+
+/** Job kinds, in the `length` slot of a job: ≥ 0 is one list with that many observers at notify time. */
+const MERGED = -1;
+const DIRECT = -2;
+const GAP = -3;
+
+/** The lists of a change that matched patterns, each with its length at notify time. */
+interface Merged {
+  readonly lists: ObserverList[];
+  readonly lengths: number[];
+}
+
+/**
+ * Delivers accepted changes: a FIFO of dispatch jobs run on the microtask
+ * queue, each reaching the observers a change had at notify time, in
+ * registration order. Every callback runs isolated: whatever it throws,
+ * returns or hangs on is contained, reported and counted. An observer whose
+ * returned promise is pending (BUSY) takes further changes into its own
+ * bounded {@link Mailbox}; they are delivered one at a time as its promises settle.
+ */
+export class Dispatcher {
+  readonly #context: DispatchContext;
+  readonly #counters: Counters;
+  /** Queued jobs, four slots each: change (or gap), target (list, merged lists, or observer), kind or length, sample start (or 0). */
+  #jobs: unknown[] = [];
+  #jobHead = 0;
+  #scheduled = false;
+  readonly #flush = (): void => this.#runJobs();
+  /** Returned promises pending, of observers `drain()` waits for. */
+  #awaited = 0;
+  readonly #deadlines: Deadlines<Observer> | undefined;
+  #drainWaiters: (() => void)[] = [];
+
+  constructor(context: DispatchContext) {
+    this.#context = context;
+    this.#counters = context.counters;
+    if (context.callbackTimeoutMs !== Infinity) {
+      this.#deadlines = new Deadlines(context.callbackTimeoutMs, (observer) => this.#expire(observer));
+    }
+  }
+
+  /** Queues the delivery of `change` to the first `length` observers of `list` (its snapshot). */
+  enqueueList(change: Change, list: ObserverList, length: number, t0: number): void {
+    list.enqueued++;
+    this.#push(change, list, length, t0);
+  }
+
+  /** Queues the delivery of `change` to several lists (a key's own and its patterns'), merged in registration order. */
+  enqueueMerged(change: Change, lists: ObserverList[], t0: number): void {
+    const lengths = lists.map((list) => {
+      list.enqueued++;
+      return list.items.length;
+    });
+    this.#push(change, { lists, lengths } satisfies Merged, MERGED, t0);
+  }
+
+  /** Queues a gap signal for every observer with an `onGap`, behind the changes queued before it. */
+  enqueueGap(gap: Gap): void {
+    this.#push(gap, null, GAP, 0);
+  }
+
+  /**
+   * Hands `change` to one observer only, ahead of any change not yet
+   * dispatched to it and behind what is queued for it: it becomes BUSY now,
+   * so every job dispatched from here on queues behind this one.
+   * Returns false, counting it cancelled, when the observer is gone.
+   */
+  deliverTo(observer: Observer, change: Change): boolean {
+    const counters = this.#counters;
+    counters.fanOut++;
+    if ((observer.state & ACTIVE) === 0) {
+      counters.cancelled++;
+      return false;
+    }
+    this.extOf(observer);
+    if ((observer.state & BUSY) !== 0) {
+      this.#offer(observer, change);
+    } else {
+      observer.state |= BUSY;
+      this.#push(change, observer, DIRECT, 0);
+    }
+    return true;
+  }
+
+  /** Whether every queued delivery has settled (unread `watch()` iterators aside). */
+  get idle(): boolean {
+    return this.#jobs.length === 0 && this.#awaited === 0;
+  }
+
+  /** Resolves when {@link idle}; never rejects. */
+  drain(): Promise<void> {
+    if (this.idle) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  /** What is left of a removed observer's queue is cancelled, and counted. */
+  cancelQueued(ext: ObserverExt): void {
+    const cleared = ext.mailbox?.clear() ?? 0;
+    this.#counters.cancelled += cleared;
+    this.#counters.queued -= cleared;
+  }
+
+  /** Stops the timeout timer: the hub is closed and drained. */
+  stop(): void {
+    this.#deadlines?.stop();
+  }
+
+  /** The observer's ext, made on first need: its callback moves there, and it takes the slow path from then on. */
+  extOf(observer: Observer): ObserverExt {
+    let ext = observer.ext;
+    if (ext === undefined) {
+      const callback = observer.list.callbackOf(observer)!;
+      ext = observer.ext = new ObserverExt(callback, this.#context.defaultLimit, this.#context.defaultOverflow);
+      observer.list.toSlowPath(observer);
+    }
+    return ext;
+  }
+
+  // ---- the job loop ----
+
+  #push(a: unknown, b: unknown, kind: number, t0: number): void {
+    this.#jobs.push(a, b, kind, t0);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      queueMicrotask(this.#flush);
+    }
+  }
+
+  #runJobs(): void {
+    const jobs = this.#jobs;
+    while (this.#jobHead < jobs.length) {
+      const i = this.#jobHead;
+      const a = jobs[i];
+      const b = jobs[i + 1];
+      const kind = jobs[i + 2] as number;
+      const t0 = jobs[i + 3] as number;
+      jobs[i] = jobs[i + 1] = undefined;
+      this.#jobHead = i + 4;
+      if (t0 !== 0) this.#context.latency.record(performance.now() - t0);
+      if (kind >= 0) this.#dispatchList(a as Change, b as ObserverList, kind);
+      else if (kind === MERGED) this.#dispatchMerged(a as Change, b as Merged);
+      else if (kind === DIRECT) this.#dispatchDirect(b as Observer, a as Change);
+      else this.#dispatchGap(a as Gap);
+      // A long chain of re-entrant notifies must not grow the job list without end.
+      if (this.#jobHead >= 4096 && this.#jobHead * 2 >= jobs.length) {
+        jobs.splice(0, this.#jobHead);
+        this.#jobHead = 0;
+      }
+    }
+    jobs.length = 0;
+    this.#jobHead = 0;
+    this.#scheduled = false;
+    this.#settleDrain();
+  }
+
+  /**
+   * The hot loop: for an idle plain observer it reads nothing but its
+   * callback from the dense `fns` array. Anything else (`SLOW`) takes the slow path.
+   */
+  #dispatchList(change: Change, list: ObserverList, length: number): void {
+    const fns = list.fns;
+    const items = list.items;
+    let delivered = 0;
+    for (let i = 0; i < length; i++) {
+      const fn = fns[i]!;
+      if (fn === SLOW) {
+        this.#visitSlow(items[i]!, change, list);
+        continue;
+      }
+      delivered++;
+      try {
+        const result = fn(change);
+        if (result !== undefined) this.#returned(items[i]!, result, change);
+      } catch (error) {
+        this.#fail(items[i]!, error, change);
+      }
+    }
+    this.#counters.deliveries += delivered;
+    list.finishJob();
+  }
+
+  /**
+   * Several lists, each up to its length at notify time, merged by
+   * registration number without copying: a cursor per list, the smallest
+   * number next. Each slot is visited exactly as {@link #dispatchList} would.
+   */
+  #dispatchMerged(change: Change, { lists, lengths }: Merged): void {
+    const count = lists.length;
+    const cursors = new Array<number>(count).fill(0);
+    for (;;) {
+      let next = -1;
+      let nextN = Infinity;
+      for (let j = 0; j < count; j++) {
+        const c = cursors[j]!;
+        if (c < lengths[j]!) {
+          const n = lists[j]!.items[c]!.n;
+          if (n < nextN) {
+            nextN = n;
+            next = j;
+          }
+        }
+      }
+      if (next === -1) break;
+      const list = lists[next]!;
+      const i = cursors[next]!++;
+      const fn = list.fns[i]!;
+      if (fn === SLOW) {
+        this.#visitSlow(list.items[i]!, change, list);
+        continue;
+      }
+      this.#counters.deliveries++;
+      try {
+        const result = fn(change);
+        if (result !== undefined) this.#returned(list.items[i]!, result, change);
+      } catch (error) {
+        this.#fail(list.items[i]!, error, change);
+      }
+    }
+    for (const list of lists) list.finishJob();
+  }
+
+  /** A list slot whose observer is removed, busy, or has an ext. Counts as a visit: see {@link Observer.delivered}. */
+  #visitSlow(observer: Observer, change: Change, list: ObserverList): void {
+    const state = observer.state;
+    if ((state & ACTIVE) === 0) {
+      // Removed after this change was notified (this job is number dispatched + 1): removal wins, and it is counted.
+      if (list.dispatched < observer.leaveMark) {
+        this.#counters.cancelled++;
+        observer.delivered--;
+      }
+    } else if ((state & BUSY) !== 0) {
+      this.#offer(observer, change);
+      observer.delivered--;
+    } else if (!this.#deliverChecked(observer, change)) {
+      observer.delivered--;
+    }
+  }
+
+  /** A change handed to one observer by {@link deliverTo}: delivered, then whatever queued behind it meanwhile. */
+  #dispatchDirect(observer: Observer, change: Change): void {
+    if ((observer.state & ACTIVE) === 0) {
+      this.#counters.cancelled++;
+      return;
+    }
+    observer.state &= ~BUSY;
+    if (this.#deliverChecked(observer, change)) observer.delivered++;
+    this.#resume(observer, observer.ext!);
+  }
+
+  /** Delivers after the liveness check; returns whether the callback was invoked. */
+  #deliverChecked(observer: Observer, change: Change): boolean {
+    if ((observer.state & PROBED) !== 0) {
+      const reason = this.#context.deadReason(observer);
+      if (reason !== undefined) {
+        if (this.#context.release(observer, reason)) this.#context.countDead(1);
+        this.#counters.cancelled++;
+        return false;
+      }
+    }
+    this.#counters.deliveries++;
+    const callback = observer.ext!.callback!;
+    try {
+      const result = callback(change);
+      if (result !== undefined) this.#returned(observer, result, change);
+    } catch (error) {
+      this.#fail(observer, error, change);
+    }
+    return true;
+  }
+
+  // ---- what a callback returned ----
+
+  /**
+   * Waits for a returned thenable. Reading `then` is the callback's code too
+   * (a getter, a Proxy trap, a revoked Proxy), so it is contained like a throw.
+   */
+  #returned(observer: Observer, result: unknown, change: Change): void {
+    if ((typeof result !== 'object' && typeof result !== 'function') || result === null) return;
+    let then: unknown;
+    try {
+      then = (result as { then?: unknown }).then;
+    } catch (error) {
+      this.#fail(observer, error, change);
+      return;
+    }
+    if (typeof then === 'function') this.#await(observer, result, then as Then, change);
+  }
+
+  #await(observer: Observer, thenable: unknown, then: Then, change: Change): void {
+    if ((observer.state & ACTIVE) === 0) {
+      // It removed itself while running: nothing waits for it, but its rejection is still its own failure.
+      try {
+        then.call(thenable, undefined, (error: unknown) => this.#fail(observer, error, change));
+      } catch (error) {
+        this.#fail(observer, error, change);
+      }
+      return;
+    }
+    const ext = this.extOf(observer);
+    observer.state |= BUSY;
+    ext.awaiting = true;
+    const token = ++ext.token;
+    ext.current = change;
+    if (!ext.pull) {
+      this.#awaited++;
+      this.#deadlines?.add(observer);
+    }
+    // A thenable may call back at once, inside `then`: the settlement then waits for a microtask.
+    let inside = true;
+    const settle = (): void => {
+      if (inside) queueMicrotask(() => this.#settle(observer, ext, token));
+      else this.#settle(observer, ext, token);
+    };
+    const reject = (error: unknown): void => {
+      if (ext.token === token) this.#fail(observer, error, change);
+      settle();
+    };
+    try {
+      then.call(thenable, settle, reject);
+    } catch (error) {
+      reject(error);
+    }
+    inside = false;
+  }
+
+  #settle(observer: Observer, ext: ObserverExt, token: number): void {
+    if (ext.token !== token) return; // settled or timed out already
+    ext.token++;
+    this.#finishAwait(observer, ext);
+  }
+
+  #expire(observer: Observer): void {
+    const ext = observer.ext!;
+    ext.token++;
+    this.#counters.deliveryTimeouts++;
+    const change = ext.current!;
+    const ms = this.#context.callbackTimeoutMs;
+    this.#fail(observer, new TimeoutError(`observer \`${observer.id}\` did not settle within callbackTimeoutMs (${ms} ms) for change ${change.seq} of ${JSON.stringify(change.key)}`), change);
+    this.#finishAwait(observer, ext);
+  }
+
+  #finishAwait(observer: Observer, ext: ObserverExt): void {
+    ext.awaiting = false;
+    ext.current = undefined;
+    if (!ext.pull) {
+      this.#awaited--;
+      this.#deadlines?.delete(observer);
+    }
+    if ((observer.state & ACTIVE) !== 0) {
+      observer.state &= ~BUSY;
+      this.#resume(observer, ext);
+    }
+    this.#settleDrain();
+  }
+
+  /** An idle observer works off its queue until a callback returns a promise again; then a waiting gap signal. */
+  #resume(observer: Observer, ext: ObserverExt): void {
+    const mailbox = ext.mailbox;
+    if (mailbox !== undefined) {
+      while (mailbox.length > 0 && (observer.state & (ACTIVE | BUSY)) === ACTIVE) {
+        const change = mailbox.shift()!;
+        this.#counters.queued--;
+        if (this.#deliverChecked(observer, change)) observer.delivered++;
+      }
+    }
+    if ((observer.state & (ACTIVE | BUSY)) === ACTIVE && ext.gap !== undefined) this.#deliverGap(observer, ext);
+  }
+
+  // ---- queues and gaps ----
+
+  /** Admits a change to a busy observer's queue, applying its overflow policy when full. */
+  #offer(observer: Observer, change: Change): void {
+    const ext = observer.ext!;
+    const mailbox = (ext.mailbox ??= new Mailbox(ext.limit, ext.overflow));
+    const counters = this.#counters;
+    switch (mailbox.offer(change, this.#context.equals)) {
+      case 'queued':
+        counters.queued++;
+        return;
+      case 'dropped-oldest':
+      case 'dropped-newest':
+        counters.dropped++;
+        ext.dropped++;
+        return;
+      case 'coalesced':
+        counters.coalesced++;
+        break;
+      case 'coalesced-away':
+        counters.coalesced += 2;
+        counters.queued--;
+        break;
+      case 'disconnect':
+        counters.dropped++;
+        ext.dropped++;
+        this.#context.release(observer, 'slow-consumer');
+        return;
+    }
+    const failure = mailbox.takeError();
+    if (failure !== undefined) this.#fail(observer, failure.error, change);
+  }
+
+  /**
+   * A gap signal reaches every observer with an `onGap`, after the changes
+   * already queued for it: at once for an idle observer (this job runs after
+   * every change queued before it), or once a busy one has worked off its queue.
+   */
+  #dispatchGap(gap: Gap): void {
+    for (const list of this.#context.lists()) {
+      for (const observer of list.living()) {
+        const ext = observer.ext;
+        if (ext?.onGap === undefined) continue;
+        if (ext.gap === undefined) {
+          ext.gaps++;
+          this.#counters.gapSignals++;
+        }
+        ext.gap = gap;
+        if ((observer.state & BUSY) === 0) this.#deliverGap(observer, ext);
+      }
+    }
+  }
+
+  #deliverGap(observer: Observer, ext: ObserverExt): void {
+    const gap = ext.gap!;
+    ext.gap = undefined;
+    if ((observer.state & ACTIVE) === 0) return;
+    // Contained like onClose: a failing onGap never reaches the backplane or the other observers.
+    if (!callContained(ext.onGap!, gap)) ext.errors++;
+  }
+
+  #fail(observer: Observer, error: unknown, change: Change): void {
+    this.#counters.deliveryErrors++;
+    if (observer.ext !== undefined) observer.ext.errors++;
+    else if ((observer.state & ACTIVE) !== 0) this.extOf(observer).errors++;
+    this.#context.report(error, { key: change.key, observerId: observer.id, change });
+  }
+
+  #settleDrain(): void {
+    if (this.#drainWaiters.length === 0 || !this.idle) return;
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}
+
+type Then = (this: unknown, onFulfilled?: (value: unknown) => void, onRejected?: (error: unknown) => void) => unknown;
+
+/**
+ * Calls a user's hook (`onClose`, `onGap`, `onError`) so that nothing it
+ * does escapes: a throw is caught, and a returned promise that rejects is
+ * handled. Returns false when it failed synchronously.
+ */
+export function callContained<A extends unknown[]>(hook: (...args: A) => unknown, ...args: A): boolean {
+  try {
+    const result = hook(...args);
+    if ((typeof result === 'object' || typeof result === 'function') && result !== null) {
+      const then = (result as { then?: unknown }).then;
+      if (typeof then === 'function') (then as Then).call(result, undefined, ignore);
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function ignore(): void {}

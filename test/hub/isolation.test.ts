@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ObserverManager, type ErrorContext } from '../../src/index.js';
+import { unhandledRejections, withDeadline } from '../support/deadline.js';
+
+/** A hub whose errors are recorded, closed when the test ends. */
+function hubFor(t: { after(fn: () => unknown): void }, options: ConstructorParameters<typeof ObserverManager>[0] = {}): { hub: ObserverManager; errors: unknown[] } {
+  const errors: unknown[] = [];
+  const hub = new ObserverManager({ sweepIntervalMs: 0, onError: (error) => void errors.push(error), ...options });
+  t.after(() => hub.close());
+  return { hub, errors };
+}
+
+const hostileReturns: [string, () => unknown][] = [
+  ['a getter on `then` that throws', () => ({ get then(): never { throw new Error('then getter'); } })],
+  ['a Proxy whose get trap throws', () => new Proxy({}, { get: () => { throw new Error('get trap'); } })],
+  ['a revoked Proxy', () => { const { proxy, revoke } = Proxy.revocable({}, {}); revoke(); return proxy; }],
+  ['a function whose `then` getter throws', () => Object.defineProperty(() => {}, 'then', { get: () => { throw new Error('fn then'); } })],
+  ['a `then` that throws when called', () => ({ then: () => { throw new Error('then call'); } })],
+];
+
+for (const [what, make] of hostileReturns) {
+  test(`delivery - a callback returning ${what} is reported as its own failure; later deliveries, drain() and close() go on`, async (t) => {
+    const { hub, errors } = hubFor(t);
+    const seen: number[] = [];
+    hub.observe('k', () => make());
+    hub.observe('k', (change) => void seen.push(change.newValue as number));
+    hub.notify('k', 0, 1);
+    await withDeadline(hub.drain(), 'drain after the first change');
+    hub.notify('k', 1, 2);
+    await withDeadline(hub.drain(), 'drain after the second change');
+    assert.deepEqual(seen, [1, 2]);
+    assert.equal(errors.length, 2, 'each hostile return is one reported failure');
+    const stats = hub.getStats();
+    assert.equal(stats.deliveryErrors, 2);
+    assert.equal(stats.deliveries, 4);
+    assert.equal(stats.pending, 0);
+    await withDeadline(hub.close(), 'close');
+  });
+}
+
+test('delivery - an async onError that rejects, and one that throws, leave no unhandled rejection and stop nothing', async (t) => {
+  const rejections = unhandledRejections(t);
+  for (const onError of [(): Promise<never> => Promise.reject(new Error('async onError')), (): never => { throw new Error('sync onError'); }]) {
+    const hub = new ObserverManager({ sweepIntervalMs: 0, onError });
+    hub.observe('k', () => { throw new Error('observer'); });
+    const seen: number[] = [];
+    hub.observe('k', (change) => void seen.push(change.newValue as number));
+    hub.notify('k', 0, 1);
+    await withDeadline(hub.drain(), 'drain');
+    assert.deepEqual(seen, [1]);
+    await withDeadline(hub.close(), 'close');
+  }
+  await rejections.settle();
+  assert.deepEqual(rejections.seen, []);
+});
+
+test('onClose - an async onClose that rejects (directly, through a scope, at close) leaves no unhandled rejection, and the removal completes', async (t) => {
+  const rejections = unhandledRejections(t);
+  const { hub } = hubFor(t);
+  const sub = hub.observe('k', () => {}, { onClose: () => Promise.reject(new Error('async onClose')) });
+  assert.equal(sub.unsubscribe(), true);
+  assert.equal(sub.active, false);
+  assert.equal(hub.observerCount('k'), 0);
+  const scope = hub.scope();
+  scope.observe('s', () => {}, { onClose: () => Promise.reject(new Error('scoped onClose')) });
+  assert.equal(scope.dispose(), 1);
+  const gone = hub.observe('g', () => {}, { onClose: () => Promise.reject(new Error('rejected onClose')) });
+  await withDeadline(hub.close(), 'close');
+  assert.equal(gone.active, false);
+  await rejections.settle();
+  assert.deepEqual(rejections.seen, []);
+});
+
+test('coalesce - an equals that throws while merging a full queue is reported, the change kept, and the accounting exact', async (t) => {
+  const contexts: ErrorContext[] = [];
+  const errors: unknown[] = [];
+  const hub = new ObserverManager({
+    sweepIntervalMs: 0,
+    // Throws only in the merge of the queued 1→2 with 2→3 (the merge compares 1 with 3), not in notify's own check.
+    equals: (a, b) => {
+      if (a === 1 && b === 3) throw new Error('equals');
+      return Object.is(a, b);
+    },
+    onError: (error, context) => {
+      errors.push(error);
+      contexts.push(context);
+    },
+  });
+  t.after(() => hub.close());
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let started!: () => void;
+  const inFlight = new Promise<void>((resolve) => (started = resolve));
+  const seen: [unknown, unknown][] = [];
+  hub.observe('k', async (change) => {
+    seen.push([change.oldValue, change.newValue]);
+    if (change.newValue === 1) {
+      started();
+      await gate;
+    }
+  }, { queue: { limit: 1, overflow: 'coalesce' } });
+  hub.notify('k', 0, 1);
+  await withDeadline(inFlight, 'the first change in flight');
+  hub.notify('k', 1, 2); // queued
+  hub.notify('k', 2, 3); // the queue is full: merged into 1→2, and equals throws
+  release();
+  await withDeadline(hub.drain(), 'drain');
+  assert.deepEqual(seen, [[0, 1], [1, 3]]);
+  assert.equal(errors.length, 1);
+  assert.equal(contexts[0]!.change.newValue, 3);
+  const s = hub.getStats();
+  assert.equal(s.queued, 0);
+  assert.equal(s.coalesced, 1);
+  assert.equal(s.deliveries + s.dropped + s.coalesced + s.cancelled, s.fanOut);
+  assert.equal(s.pending, 0);
+});
