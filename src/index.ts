@@ -27,7 +27,7 @@ export {
 } from './store/store.js';
 export type { JsonValue } from './core/json.js';
 export type { StandardSchemaV1 } from './store/standard-schema.js';
-export { channels as diagnosticsChannels } from './stats/diagnostics.js';
+export { channels as diagnosticsChannels, type ErrorMessage, type NotifyMessage, type ObserverMessage } from './stats/diagnostics.js';
 export type {
   Change, CloseReason, ErrorContext, HubOptions, Inspection, LatencyStats, Meta, ObserveOptions,
   ObserverCallback, ObserverInfo, OverflowPolicy, QueueOptions, Stats, Subscription, WatchOptions,
