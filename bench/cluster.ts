@@ -17,19 +17,11 @@ import { NatsBackplane } from '../src/nats.js';
 import { PostgresBackplane } from '../src/postgres.js';
 import { RedisBackplane } from '../src/redis.js';
 import { probes, urls } from '../test/support/engines.js';
+import { rawName, type Engine } from './report.js';
 import { figures, medianOf, type StoreFigures } from './stores.js';
-
-export type Engine = 'redis' | 'nats' | 'postgres';
 
 /** Where each engine is: `HERALD_REDIS_URL`, `HERALD_NATS_URL`, `HERALD_PG_URL`, or the local defaults. */
 export const engineUrls: Record<Engine, string> = urls;
-
-/** The name of the raw client's row in each engine's table. */
-export const rawName: Record<Engine, string> = {
-  redis: 'raw ioredis PUBLISH / SUBSCRIBE',
-  nats: 'raw NATS client publish / subscribe',
-  postgres: 'raw pg_notify / LISTEN',
-};
 
 /** One way of sending a change from one connection to another. */
 interface Side {

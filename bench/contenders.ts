@@ -7,7 +7,7 @@ import { Subject, type Subscription as RxSubscription } from 'rxjs';
 import { EventEmitter as Tseep } from 'tseep';
 import { ObserverManager } from '../src/index.js';
 
-/** What every observer receives from the harness (herald builds its own, frozen). */
+/** What every observer receives: herald builds its own change (frozen, with `meta`, `seq` and `at`). */
 export interface BenchChange {
   readonly key: string;
   readonly oldValue: number;
@@ -20,13 +20,19 @@ export interface Instance {
   on(key: string, fn: Fn): unknown;
   off(key: string, fn: Fn, handle: unknown): void;
   emit(key: string, oldValue: number, newValue: number): void;
+  /**
+   * Registers `fn` for every key matching `pattern` (herald's `observePattern`).
+   * Undefined for the emitters without wildcards: their equivalent is one
+   * more listener on the key itself.
+   */
+  onPattern?(pattern: string, fn: Fn): unknown;
   /** Resolves when every callback of every emit so far has run; undefined when emit is synchronous. */
   settle?: () => Promise<void>;
 }
 
 export interface Contender {
   readonly name: string;
-  /** The floor and its variants are not peers: ratios are taken against them. */
+  /** The floor is not a peer: ratios are taken against it. */
   readonly floor?: boolean;
   create(): Instance;
 }
@@ -43,40 +49,73 @@ export const herald: Contender = {
     return {
       on: (key, fn) => hub.observe(key, fn as never),
       off: (_key, _fn, handle) => void (handle as { unsubscribe(): boolean }).unsubscribe(),
+      // herald builds its change only when someone observes the key (or a pattern).
       emit: (key, oldValue, newValue) => void hub.notify(key, oldValue, newValue),
+      onPattern: (pattern, fn) => hub.observePattern(pattern, fn as never),
       settle: () => hub.drain(),
     };
   },
 };
 
+/** The floor's handle: it knows its slot, so that removal needs no search. */
+class FloorSlot {
+  constructor(
+    readonly key: string,
+    readonly fns: Fn[],
+    readonly slots: FloorSlot[],
+    public index: number,
+  ) {}
+}
+
 /**
- * The floor: a Map of plain arrays of closures, called in a bare loop. O(1)
- * removal by swapping with the last (order is not kept: no emitter could do less).
+ * The floor: a Map of plain arrays of closures, called in a bare loop, which
+ * no emitter can beat at fan-out. Each handle knows its index in a parallel
+ * array of handles: removal moves the last closure and its handle into the
+ * freed slot and updates that handle's index, O(1) with no search (order is
+ * not kept, which no emitter that promises order can do).
  */
 export const floor: Contender = {
   name: 'floor',
   floor: true,
   create() {
     const byKey = new Map<string, Fn[]>();
+    const slotsByKey = new Map<string, FloorSlot[]>();
     return {
       on(key, fn) {
-        let list = byKey.get(key);
-        if (list === undefined) byKey.set(key, (list = []));
-        list.push(fn);
-        return list.length - 1;
+        let fns = byKey.get(key);
+        let slots = slotsByKey.get(key);
+        if (fns === undefined || slots === undefined) {
+          byKey.set(key, (fns = []));
+          slotsByKey.set(key, (slots = []));
+        }
+        const slot = new FloorSlot(key, fns, slots, fns.length);
+        fns.push(fn);
+        slots.push(slot);
+        return slot;
       },
-      off(key, fn) {
-        const list = byKey.get(key)!;
-        const i = list.lastIndexOf(fn);
-        list[i] = list[list.length - 1]!;
-        list.pop();
-        if (list.length === 0) byKey.delete(key);
+      off(_key, _fn, handle) {
+        const slot = handle as FloorSlot;
+        const { fns, slots, index } = slot;
+        const last = fns.length - 1;
+        if (index !== last) {
+          const moved = slots[last]!;
+          fns[index] = fns[last]!;
+          slots[index] = moved;
+          moved.index = index;
+        }
+        fns.pop();
+        slots.pop();
+        slot.index = -1;
+        if (last === 0) {
+          byKey.delete(slot.key);
+          slotsByKey.delete(slot.key);
+        }
       },
       emit(key, oldValue, newValue) {
-        const list = byKey.get(key);
-        if (list === undefined) return;
+        const fns = byKey.get(key);
+        if (fns === undefined) return;
         const c = change(key, oldValue, newValue);
-        for (let i = 0; i < list.length; i++) list[i]!(c);
+        for (let i = 0; i < fns.length; i++) fns[i]!(c);
       },
     };
   },
@@ -87,13 +126,17 @@ interface PlainEmitter {
   on(key: string, fn: Fn): unknown;
   off(key: string, fn: Fn): unknown;
   emit(key: string, payload: BenchChange): unknown;
+  listenerCount(key: string): number;
 }
 
+/** The payload is built only when the key has a listener, as herald and the floor do inside. */
 function plain(emitter: PlainEmitter): Instance {
   return {
     on: (key, fn) => emitter.on(key, fn),
     off: (key, fn) => void emitter.off(key, fn),
-    emit: (key, oldValue, newValue) => void emitter.emit(key, change(key, oldValue, newValue)),
+    emit(key, oldValue, newValue) {
+      if (emitter.listenerCount(key) !== 0) emitter.emit(key, change(key, oldValue, newValue));
+    },
   };
 }
 
@@ -111,6 +154,7 @@ export const eventTarget: Contender = {
   create() {
     const target = new EventTarget();
     setMaxListeners(0, target);
+    // EventTarget cannot be asked whether a type has listeners: it builds its event every time.
     return {
       on(key, fn) {
         const listener = (event: Event): void => fn((event as CustomEvent<BenchChange>).detail);
@@ -139,7 +183,11 @@ export const tseep: Contender = {
 
 export const mittContender: Contender = {
   name: 'mitt',
-  create: () => plain(mitt<Record<string, BenchChange>>()),
+  create() {
+    const emitter = mitt<Record<string, BenchChange>>();
+    // mitt keeps a key's array after its last handler goes: the length says whether anyone listens.
+    return plain({ ...emitter, listenerCount: (key) => emitter.all.get(key)?.length ?? 0 });
+  },
 };
 
 export const nanoevents: Contender = {
@@ -149,7 +197,10 @@ export const nanoevents: Contender = {
     return {
       on: (key, fn) => emitter.on(key, fn),
       off: (_key, _fn, unbind) => (unbind as () => void)(),
-      emit: (key, oldValue, newValue) => emitter.emit(key, change(key, oldValue, newValue)),
+      emit(key, oldValue, newValue) {
+        // nanoevents keeps a key's array after its last listener goes.
+        if (emitter.events[key]?.length) emitter.emit(key, change(key, oldValue, newValue));
+      },
     };
   },
 };
@@ -162,7 +213,9 @@ export const emittery: Contender = {
     return {
       on: (key, fn) => emitter.on(key, fn),
       off: (_key, _fn, unsubscribe) => (unsubscribe as () => void)(),
-      emit: (key, oldValue, newValue) => void pending.push(emitter.emit(key, change(key, oldValue, newValue))),
+      emit(key, oldValue, newValue) {
+        if (emitter.listenerCount(key) !== 0) pending.push(emitter.emit(key, change(key, oldValue, newValue)));
+      },
       settle: async () => {
         const all = pending;
         pending = [];

@@ -1,13 +1,23 @@
 /**
  * `npm run bench [-- --quick] [-- filter]`: herald beside every peer, in one
  * process, in interleaved shuffled rounds; medians, ratios to the floor and
- * to the peers, and herald's targets checked. Writes bench/results.json.
+ * to the peers, and herald's targets checked. A full run writes
+ * bench/out/results.json and a chart per scenario in bench/out/charts/ (a
+ * quick run: results.quick.json and charts.quick/); a filtered run writes
+ * nothing. No tracked file is touched: `npm run bench:publish` does that.
  */
-import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { setImmediate as nextTask } from 'node:timers/promises';
+import { writeCharts } from './chart.js';
+import { clusterBench, engineProblem, engineUrls } from './cluster.js';
 import { ALL, floor, herald, makeObservers, PEERS, readSink, type Contender, type Fn, type Instance } from './contenders.js';
-import { clusterBench, engineProblem, engineUrls, rawName, type Engine } from './cluster.js';
+import {
+  CHURN, clusterName, consoleReport, cycleGrowthName, evaluateTargets, fanoutName, FIXED_COSTS, idleHeapName, MEMORY_STORE, MIXED_HUB,
+  NO_OBSERVERS, postgresStoreName, removalName, type Kinds, type Result, type ResultsFile, type Settings,
+} from './report.js';
 import { memoryStoreBench, postgresStoreBench, type StoreResults } from './stores.js';
 
 const started = Date.now();
@@ -17,6 +27,17 @@ const FILTER = args.find((a) => !a.startsWith('--'));
 const gc = (globalThis as { gc?: () => void }).gc;
 if (gc === undefined) throw new Error('run with node --expose-gc (npm run bench does)');
 
+/** The commit measured, read before anything runs; `dirty` when tracked files differ from it. */
+function commitOf(): ResultsFile['commit'] {
+  try {
+    const git = (...gitArgs: string[]): string => execFileSync('git', gitArgs, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return { sha: git('rev-parse', 'HEAD'), dirty: git('status', '--porcelain', '--untracked-files=no') !== '' };
+  } catch {
+    return { sha: 'unknown (not a git checkout)', dirty: false };
+  }
+}
+const commit = commitOf();
+
 /** One sample: `before` is not timed, `run` is; `ops` is how many operations `run` did. */
 interface Sample {
   readonly ops: number;
@@ -24,11 +45,6 @@ interface Sample {
   run(): void | Promise<void>;
 }
 
-interface Result {
-  readonly unit: 'ns/op' | 'bytes';
-  readonly median: number;
-  readonly samples: number;
-}
 const results: Record<string, Record<string, Result>> = {};
 const storeResults: StoreResults = {};
 const notes: string[] = [];
@@ -101,17 +117,27 @@ function emitBatch(instance: Instance, key: string, batch: number): void | Promi
   return instance.settle?.();
 }
 
-async function fanout(observers: number, kinds: 1 | 8, batch: number, rounds: number, contenders: readonly Contender[] = ALL): Promise<void> {
-  const fns = makeObservers(observers, kinds);
-  await timed(`notify → all callbacks, ${observers} observers, ${kinds === 1 ? 'one' : 'eight'}-kind`, contenders, (c) => {
-    const { instance } = populate(c, 'fan', fns);
-    return { ops: batch, run: () => emitBatch(instance, 'fan', batch) };
+/**
+ * One notify to `observers` observers of a key. With `pattern`, one more
+ * observer of every key matching `fan/*` (herald's observePattern); the
+ * peers have no wildcards, so theirs is one more listener on the key itself.
+ */
+async function fanout(observers: number, kinds: Kinds, batch: number, rounds: number, pattern = false): Promise<void> {
+  const fns = makeObservers(observers + (pattern ? 1 : 0), kinds === 'one' ? 1 : 8);
+  await timed(fanoutName(observers, kinds, pattern), ALL, (c) => {
+    const { instance } = populate(c, 'fan/k', fns.slice(0, observers));
+    if (pattern) {
+      const last = fns[observers]!;
+      if (instance.onPattern !== undefined) instance.onPattern('fan/*', last);
+      else instance.on('fan/k', last);
+    }
+    return { ops: batch, run: () => emitBatch(instance, 'fan/k', batch) };
   }, rounds);
 }
 
 async function noObservers(rounds: number): Promise<void> {
   const fns = makeObservers(1, 1);
-  await timed('notify a key with no observers', ALL, (c) => {
+  await timed(NO_OBSERVERS, ALL, (c) => {
     const { instance } = populate(c, 'someone-else', fns);
     return { ops: 10_000, run: () => emitBatch(instance, 'nobody', 10_000) };
   }, rounds);
@@ -122,7 +148,7 @@ async function mixedHub(rounds: number): Promise<void> {
   const groups: [keys: number, observers: number][] = [[100, 1], [100, 10], [10, 100], [2, 1000]];
   const keys = shuffle(groups.flatMap(([count, observers]) => Array.from({ length: count }, (_, i) => ({ key: `mixed/${observers}/${i}`, observers }))));
   const fnsByKey = new Map(keys.map(({ key, observers }) => [key, makeObservers(observers, 8)]));
-  await timed('mixed hub: 212 keys with 1, 10, 100 and 1000 observers', ALL, (c) => {
+  await timed(MIXED_HUB, ALL, (c) => {
     const instance = c.create();
     for (const [key, fns] of fnsByKey) for (const fn of fns) instance.on(key, fn);
     return {
@@ -137,7 +163,7 @@ async function mixedHub(rounds: number): Promise<void> {
 
 /** Unsubscribe the oldest, observe a new one, notify: at a steady 1000 observers. */
 async function churn(batch: number, rounds: number): Promise<void> {
-  await timed('churn at 1000 observers: unsubscribe one, observe one, notify', ALL, (c) => {
+  await timed(CHURN, ALL, (c) => {
     const fns = makeObservers(1000, 1);
     const { instance, handles } = populate(c, 'churn', fns);
     const live = fns.map((fn, i) => ({ fn, handle: handles[i] }));
@@ -158,11 +184,11 @@ async function churn(batch: number, rounds: number): Promise<void> {
   }, rounds);
 }
 
-/** Time to remove every observer of one key in random order; recorded per whole removal (ns). */
+/** Time to remove every observer of one key in random order, by its handle; recorded per whole removal (ns). The floor is O(1) per removal. */
 async function removeAll(observers: number, contenders: readonly Contender[], rounds: number): Promise<void> {
   const fns = makeObservers(observers, 1);
   const order = shuffle(fns.map((_, i) => i));
-  await timed(`remove ${observers} observers of one key in random order (total)`, contenders, (c) => {
+  await timed(removalName(observers), contenders, (c) => {
     let state: { instance: Instance; handles: unknown[] } | undefined;
     return {
       ops: 1,
@@ -205,7 +231,7 @@ async function retainedBy(c: Contender, observers: number): Promise<number> {
 
 /** Retained heap per idle observer of one key, its handle included (the closure itself excluded). */
 async function idleHeap(observers: number, rounds: number): Promise<void> {
-  const name = `retained heap per idle observer, handle included (${observers} observers)`;
+  const name = idleHeapName(observers);
   if (FILTER !== undefined && !name.includes(FILTER)) return;
   const bytes = new Map<Contender, number[]>(ALL.map((c) => [c, []]));
   for (let round = 0; round < rounds; round++) {
@@ -232,7 +258,7 @@ async function grownBy(c: Contender, cycles: number): Promise<number> {
 
 /** Heap growth per cycle: `cycles` for herald and the floor (the target), `peerCycles` for the peers (some leak hundreds of MB). */
 async function cycleGrowth(cycles: number, peerCycles: number): Promise<void> {
-  const name = `heap growth per observe/unsubscribe cycle on fresh keys (herald and floor ${cycles} cycles, peers ${peerCycles})`;
+  const name = cycleGrowthName(cycles, peerCycles);
   if (FILTER !== undefined && !name.includes(FILTER)) return;
   const growth: Record<string, Result> = {};
   for (const c of shuffle(ALL)) {
@@ -249,7 +275,7 @@ async function cycleGrowth(cycles: number, peerCycles: number): Promise<void> {
  * of herald's fixed cost per notify is reproducible.
  */
 function fixedCosts(rounds: number): void {
-  const name = 'fixed costs of one change (ns each, not contenders)';
+  const name = FIXED_COSTS;
   if (FILTER !== undefined && !name.includes(FILTER)) return;
   progress(name);
   const meta = Object.freeze({});
@@ -274,14 +300,13 @@ function fixedCosts(rounds: number): void {
 }
 
 async function stores(): Promise<void> {
-  const memoryName = 'in-memory SessionStore: set with one watcher';
-  if (FILTER === undefined || memoryName.includes(FILTER)) {
-    progress(memoryName);
-    storeResults[memoryName] = await memoryStoreBench(QUICK ? 500 : 5000, QUICK ? 1 : 5);
+  if (FILTER === undefined || MEMORY_STORE.includes(FILTER)) {
+    progress(MEMORY_STORE);
+    storeResults[MEMORY_STORE] = await memoryStoreBench(settings.memoryStore.ops, settings.memoryStore.rounds);
   }
   const url = engineUrls.postgres;
   for (const writers of [1, 8]) {
-    const name = `PostgresSessionStore: set, ${writers} concurrent writer${writers === 1 ? '' : 's'}`;
+    const name = postgresStoreName(writers);
     if (FILTER !== undefined && !name.includes(FILTER)) continue;
     const problem = await engineProblem('postgres');
     if (problem !== undefined) {
@@ -289,11 +314,9 @@ async function stores(): Promise<void> {
       continue;
     }
     progress(name);
-    storeResults[name] = await postgresStoreBench(url, writers, QUICK ? 300 : 2000, QUICK ? 1 : 3);
+    storeResults[name] = await postgresStoreBench(url, writers, settings.postgresStore.durationMs, settings.postgresStore.rounds);
   }
 }
-
-const clusterName = (engine: Engine): string => `across nodes on ${engine === 'postgres' ? 'PostgreSQL' : engine === 'redis' ? 'Redis' : 'NATS'}: notify on node A → callback on node B`;
 
 async function clusters(): Promise<void> {
   for (const engine of ['redis', 'nats', 'postgres'] as const) {
@@ -305,152 +328,80 @@ async function clusters(): Promise<void> {
       continue;
     }
     progress(name);
-    const messages = engine === 'postgres' ? (QUICK ? 500 : 5000) : (QUICK ? 2000 : 20_000);
-    storeResults[name] = await clusterBench(engine, messages, QUICK ? 100 : 1000, QUICK ? 2 : 5);
+    const { messages, latencySamples, rounds } = settings.cluster;
+    storeResults[name] = await clusterBench(engine, messages[engine]!, latencySamples, rounds);
   }
-}
-
-function storeReport(): string {
-  const lines: string[] = [];
-  for (const [scenario, byContender] of Object.entries(storeResults)) {
-    const h = byContender['herald']!;
-    lines.push(`\n### ${scenario}\n`, '| contender | operations/s | × herald | latency p50 | latency p99 |', '|---|---:|---:|---:|---:|');
-    for (const [name, f] of Object.entries(byContender)) {
-      lines.push(`| ${name === 'herald' ? '**herald**' : name} | ${f.opsPerSecond.toFixed(0)} | ${x(f.opsPerSecond / h.opsPerSecond)} | ${f.p50Us.toFixed(1)} µs | ${f.p99Us.toFixed(1)} µs |`);
-    }
-  }
-  return lines.join('\n');
-}
-
-// ---- report ----
-
-interface Target {
-  readonly what: string;
-  readonly target: string;
-  readonly measured: string;
-  readonly met: boolean;
-}
-const targets: Target[] = [];
-
-function get(scenario: string, contender: string): number | undefined {
-  const entry = Object.entries(results).find(([name]) => name.startsWith(scenario));
-  return entry?.[1][contender]?.median;
-}
-
-function target(what: string, scenario: string, check: (heraldValue: number, of: (c: string) => number) => [string, string, boolean]): void {
-  const h = get(scenario, 'herald');
-  if (h === undefined) return;
-  const [wanted, measured, met] = check(h, (c) => get(scenario, c) ?? NaN);
-  targets.push({ what, target: wanted, measured, met });
-}
-
-const x = (n: number): string => `${n.toFixed(2)}×`;
-
-function evaluateTargets(): void {
-  for (const observers of [1000, 10000]) {
-    for (const kinds of ['one', 'eight']) {
-      const scenario = `notify → all callbacks, ${observers} observers, ${kinds}-kind`;
-      target(`fan-out ${observers} (${kinds}-kind) vs floor`, scenario, (h, of) => ['≤ 1.50×', x(h / of('floor')), h / of('floor') <= 1.5]);
-      target(`fan-out ${observers} (${kinds}-kind) vs node:events, eventemitter3`, scenario, (h, of) => [
-        'faster than both', `${x(of('node:events') / h)} / ${x(of('eventemitter3') / h)} faster`, h < of('node:events') && h < of('eventemitter3'),
-      ]);
-    }
-  }
-  target('mixed hub vs Map-of-arrays floor', 'mixed hub', (h, of) => ['≤ 1.30×', x(h / of('floor')), h / of('floor') <= 1.3]);
-  target('notify, one observer, vs floor', 'notify → all callbacks, 1 observers', (h, of) => ['≤ 3.00×', x(h / of('floor')), h / of('floor') <= 3]);
-  target('notify, no observers, vs node:events', 'notify a key with no observers', (h, of) => ['≤ 1.00×', x(h / of('node:events')), h <= of('node:events')]);
-  target('remove 10 000 in random order', 'remove 10000 observers', (h) => ['≤ 2 ms total', `${(h / 1e6).toFixed(2)} ms`, h <= 2e6]);
-  const r10 = get('remove 10000 observers', 'herald');
-  target('remove 100 000 vs 10 000', 'remove 100000 observers', (h) => ['≤ 10× the 10 000 time', r10 === undefined ? 'n/a' : x(h / r10), r10 !== undefined && h <= 10 * r10]);
-  target('churn at 1000 observers vs floor', 'churn at 1000', (h, of) => ['≤ 1.50×', x(h / of('floor')), h / of('floor') <= 1.5]);
-  for (const writers of [1, 8]) {
-    const byContender = storeResults[`PostgresSessionStore: set, ${writers} concurrent writer${writers === 1 ? '' : 's'}`];
-    if (byContender === undefined) continue;
-    const ratio = byContender['herald']!.opsPerSecond / byContender['raw pg UPDATE in a transaction']!.opsPerSecond;
-    targets.push({ what: `PostgreSQL set throughput, ${writers} writer${writers === 1 ? '' : 's'}, vs raw pg`, target: '≥ 0.80×', measured: x(ratio), met: ratio >= 0.8 });
-  }
-  for (const engine of ['redis', 'nats'] as const) {
-    const byContender = storeResults[clusterName(engine)];
-    if (byContender === undefined) continue;
-    const h = byContender['herald']!;
-    const raw = byContender[rawName[engine]]!;
-    const throughput = h.opsPerSecond / raw.opsPerSecond;
-    const p99 = h.p99Us / raw.p99Us;
-    targets.push({ what: `${engine}: cross-node throughput vs the raw client`, target: '≥ 0.80×', measured: x(throughput), met: throughput >= 0.8 });
-    targets.push({ what: `${engine}: cross-node latency p99 vs the raw client`, target: '≤ 1.30×', measured: x(p99), met: p99 <= 1.3 });
-  }
-  target('retained heap per idle observer', 'retained heap per idle observer', (h) => ['≤ 128 bytes', `${h.toFixed(0)} bytes`, h <= 128]);
-  const cycles = QUICK ? 100_000 : 1_000_000;
-  target(`heap growth after ${cycles} observe/unsubscribe cycles`, 'heap growth per', (h) => ['< 1 MB', `${((h * cycles) / 1024).toFixed(0)} KiB`, h * cycles < 1024 * 1024]);
-}
-
-function format(result: Result): string {
-  if (result.unit === 'bytes') return Math.abs(result.median) >= 10 ? `${result.median.toFixed(0)} B` : `${result.median.toFixed(2)} B`;
-  const ns = result.median;
-  return ns >= 1e6 ? `${(ns / 1e6).toFixed(2)} ms` : ns >= 1e3 ? `${(ns / 1e3).toFixed(2)} µs` : `${ns.toFixed(1)} ns`;
-}
-
-function report(): string {
-  const lines: string[] = [];
-  for (const [scenario, byContender] of Object.entries(results)) {
-    lines.push(`\n### ${scenario}\n`);
-    const floorValue = byContender['floor']?.median;
-    const heraldValue = byContender['herald']?.median;
-    lines.push('| contender | median | × floor | × herald |', '|---|---:|---:|---:|');
-    const rows = Object.entries(byContender).sort((a, b) => a[1].median - b[1].median);
-    for (const [name, result] of rows) {
-      const vsFloor = floorValue && floorValue > 0 && result.unit !== 'bytes' ? x(result.median / floorValue) : '';
-      // A ratio to a figure near zero (herald's heap growth) says nothing.
-      const vsHerald = heraldValue !== undefined && heraldValue >= (result.unit === 'bytes' ? 1 : Number.MIN_VALUE) ? x(result.median / heraldValue) : '';
-      lines.push(`| ${name === 'herald' ? '**herald**' : name} | ${format(result)} | ${vsFloor} | ${vsHerald} |`);
-    }
-  }
-  lines.push('\n### targets\n', '| target | wanted | measured | met |', '|---|---|---|---|');
-  for (const t of targets) lines.push(`| ${t.what} | ${t.target} | ${t.measured} | ${t.met ? 'yes' : '**not met**'} |`);
-  return lines.join('\n');
 }
 
 // ---- main ----
 
-const R = QUICK ? 3 : 21;
+const settings: Settings = {
+  rounds: QUICK ? 3 : 21,
+  removalRounds: QUICK ? 3 : 7,
+  idleHeapRounds: QUICK ? 1 : 3,
+  memoryStore: { ops: QUICK ? 500 : 5000, rounds: QUICK ? 1 : 5 },
+  postgresStore: { durationMs: QUICK ? 300 : 2000, rounds: QUICK ? 1 : 3 },
+  cluster: {
+    messages: QUICK ? { redis: 2000, nats: 2000, postgres: 500 } : { redis: 20_000, nats: 20_000, postgres: 5000 },
+    latencySamples: QUICK ? 100 : 1000,
+    rounds: QUICK ? 2 : 5,
+  },
+};
+const R = settings.rounds;
+const CYCLES = QUICK ? 100_000 : 1_000_000;
 
 fixedCosts(QUICK ? 3 : 15);
-await fanout(1, 1, 2000, R);
+await fanout(1, 'one', 2000, R);
 await noObservers(R);
-for (const kinds of [1, 8] as const) {
-  await fanout(1000, kinds, QUICK ? 5 : 20, R);
-  await fanout(10_000, kinds, QUICK ? 1 : 4, R);
+for (const pattern of [false, true]) {
+  for (const kinds of ['one', 'eight'] as const) {
+    await fanout(1000, kinds, QUICK ? 5 : 20, R, pattern);
+    await fanout(10_000, kinds, QUICK ? 1 : 4, R, pattern);
+  }
 }
 await mixedHub(R);
 await churn(QUICK ? 50 : 200, R);
-await removeAll(10_000, QUICK ? [herald, floor] : [herald, floor, ...PEERS], QUICK ? 3 : 7);
-await removeAll(100_000, [herald, floor], QUICK ? 3 : 7);
-await idleHeap(QUICK ? 20_000 : 50_000, QUICK ? 1 : 3);
-await cycleGrowth(QUICK ? 100_000 : 1_000_000, QUICK ? 20_000 : 200_000);
+await removeAll(10_000, QUICK ? [herald, floor] : [herald, floor, ...PEERS], settings.removalRounds);
+await removeAll(100_000, [herald, floor], settings.removalRounds);
+await idleHeap(QUICK ? 20_000 : 50_000, settings.idleHeapRounds);
+await cycleGrowth(CYCLES, QUICK ? 20_000 : 200_000);
 await stores();
 await clusters();
 progress('');
 if (QUICK) notes.push('quick run: fewer rounds, removal peers skipped, 100 000 cycles instead of 1 000 000; figures are a smoke test, not a measurement');
-if (!QUICK && results['remove 10000 observers of one key in random order (total)'] !== undefined) {
-  notes.push('remove 100 000: peers not run (each is O(n) per removal: minutes)');
+if (!QUICK && results[removalName(100_000)] !== undefined) {
+  notes.push('remove 100 000: peers not run (most search their listeners on each removal: minutes)');
 }
 
-evaluateTargets();
-const machine = {
-  date: new Date().toISOString(),
-  cpu: os.cpus()[0]?.model ?? 'unknown',
-  cores: os.cpus().length,
-  memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-  node: process.version,
-  platform: `${os.platform()} ${os.arch()}`,
-  quick: QUICK,
-  seconds: Math.round((Date.now() - started) / 1000),
+const file: ResultsFile = {
+  run: {
+    date: new Date().toISOString(),
+    seconds: Math.round((Date.now() - started) / 1000),
+    quick: QUICK,
+    filter: FILTER ?? null,
+    command: `npm run bench${args.length > 0 ? ` -- ${args.join(' ')}` : ''}`,
+  },
+  commit,
+  machine: {
+    cpu: os.cpus()[0]?.model.trim() ?? 'unknown',
+    cores: os.cpus().length,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${os.platform()} ${os.arch()}`,
+  },
+  settings,
+  results,
+  stores: storeResults,
+  targets: evaluateTargets(results, storeResults, CYCLES),
+  notes,
 };
-const table = `${report()}\n${storeReport()}`;
-console.log(`# herald benchmark — ${machine.date.slice(0, 10)}, ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}${QUICK ? ' (quick)' : ''}`);
-console.log(table);
-for (const note of notes) console.log(`\nnote: ${note}`);
-console.log(`\n(${machine.seconds} s; sink ${readSink() & 0xff})`);
+console.log(consoleReport(file));
+console.log(`\n(${file.run.seconds} s; sink ${readSink() & 0xff})`);
 if (FILTER === undefined) {
-  writeFileSync(new URL(QUICK ? './results.quick.json' : './results.json', import.meta.url), `${JSON.stringify({ machine, results, stores: storeResults, targets, notes }, null, 2)}\n`);
+  const out = fileURLToPath(new URL('./out/', import.meta.url));
+  mkdirSync(out, { recursive: true });
+  const resultsPath = `${out}${QUICK ? 'results.quick.json' : 'results.json'}`;
+  writeFileSync(resultsPath, `${JSON.stringify(file, null, 2)}\n`);
+  const charts = writeCharts(results, `${out}${QUICK ? 'charts.quick' : 'charts'}`);
+  console.log(`wrote ${resultsPath} and ${charts} charts${QUICK ? '' : '; `npm run bench:publish` puts them in the README'}`);
 }

@@ -1,26 +1,28 @@
 import diagnostics_channel from 'node:diagnostics_channel';
 import type { Change, CloseReason, ErrorContext } from '../core/types.js';
 
-/** What `herald:notify` carries: one accepted change and how many observers its snapshot holds. */
+/** What herald publishes on `herald:notify`: one accepted change. */
 export interface NotifyMessage {
-  /** The hub that accepted the change (an `ObserverManager`). */
+  /** The hub that accepted the change. */
   readonly hub: object;
   readonly change: Change;
+  /** How many observers the change's snapshot holds (its fan-out). */
   readonly observers: number;
 }
 
-/** What `herald:observer` carries: an observer registered or removed. */
+/** What herald publishes on `herald:observer`: an observer added to or removed from a hub. */
 export interface ObserverMessage {
   readonly hub: object;
   readonly event: 'added' | 'removed';
+  /** The observer's `Subscription.id`. */
   readonly id: string;
-  /** The key, or the pattern. */
+  /** The key, or the pattern, it observes. */
   readonly key: string;
-  /** Why it went; only on `removed`. */
+  /** Why it was removed; only on `'removed'`. */
   readonly reason?: CloseReason;
 }
 
-/** What `herald:error` carries: one observer failure, as `onError` receives it. */
+/** What herald publishes on `herald:error`: an observer failure, as `onError` receives it. */
 export interface ErrorMessage {
   readonly hub: object;
   readonly error: unknown;
@@ -32,7 +34,7 @@ export interface ErrorMessage {
  * while nobody listens, a notify reads that flag and builds no message.
  *
  * - `herald:notify`: a {@link NotifyMessage} for each accepted change.
- * - `herald:observer`: an {@link ObserverMessage} for each observer registered or removed.
+ * - `herald:observer`: an {@link ObserverMessage} for each observer added or removed.
  * - `herald:error`: an {@link ErrorMessage} for each observer failure.
  */
 export const channels: {
