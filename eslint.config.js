@@ -1,5 +1,20 @@
 // A hub lives on promises: the rules that catch a forgotten or misused promise are on.
+// The layers of src/ are kept by no-restricted-imports: dependencies point inward,
+// core ← hub (hub/, delivery/, lifecycle/, stats/) ← stores and cluster ← testing and the entry points.
 import tseslint from 'typescript-eslint';
+
+/** Engine clients and test runners: each only in the layer that owns it. */
+const ENGINES = ['pg', 'ioredis', '@nats-io/*', '@opentelemetry/*', 'node:test'];
+
+/** A `no-restricted-imports` rule that refuses the given relative folders and the engines, saying why. */
+function layer(forbidden, why) {
+  return ['error', {
+    patterns: [
+      { group: forbidden, message: why },
+      { group: ENGINES, message: `${why}: engine clients and test runners belong to their own entry point` },
+    ],
+  }];
+}
 
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'scratch/'] },
@@ -15,6 +30,28 @@ export default tseslint.config(
       '@typescript-eslint/no-misused-promises': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
     },
+  },
+  {
+    files: ['src/core/**'],
+    rules: { 'no-restricted-imports': layer(['../**'], 'src/core imports nothing else of herald') },
+  },
+  {
+    files: ['src/hub/**', 'src/delivery/**', 'src/lifecycle/**', 'src/stats/**'],
+    ignores: ['src/stats/otel-bridge.ts'],
+    rules: {
+      'no-restricted-imports': layer(
+        ['../store/**', '../cluster/**', '../testing/**', '../*.js'],
+        'the hub never imports a store, an engine, the testing kit or an entry point: it knows a backplane only through core/backplane-port',
+      ),
+    },
+  },
+  {
+    files: ['src/stats/otel-bridge.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['../store/**', '../cluster/**', '../testing/**', '../hub/**', '../delivery/**', '../*.js'], message: 'the OpenTelemetry bridge reads only the public stats' }] }] },
+  },
+  {
+    files: ['src/store/**', 'src/cluster/**'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['../testing/**', '../*.js'], message: 'stores and backplanes never import the testing kit or an entry point' }, { group: ['node:test'], message: 'no test runner outside the testing kit' }] }] },
   },
   {
     // Tests and the benchmark drive values of unknown shape on purpose.
