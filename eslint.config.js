@@ -6,7 +6,11 @@ import tseslint from 'typescript-eslint';
 /** Engine clients and test runners: each only in the layer that owns it. */
 const ENGINES = ['pg', 'ioredis', '@nats-io/*', '@opentelemetry/*', 'node:test'];
 
-/** A `no-restricted-imports` rule that refuses the given relative folders and the engines, saying why. */
+/**
+ * A `no-restricted-imports` rule that refuses the given relative folders and the engines, saying why.
+ * @param {string[]} forbidden
+ * @param {string} why
+ */
 function layer(forbidden, why) {
   return ['error', {
     patterns: [

@@ -40,7 +40,7 @@ export function optionalFunction(value: unknown, arg: string): void {
  * The longest delay a Node timer honours: `setTimeout` and `setInterval` fire
  * after 1 ms for anything longer (with a TimeoutOverflowWarning).
  */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
+export const MAX_TIMER_MS: number = 2 ** 31 - 1;
 
 /**
  * A timer's period or delay in milliseconds: an integer from `min` to

@@ -14,7 +14,7 @@ export class Scope implements Disposable {
   readonly #subs = new Set<Subscription>();
   #disposed = false;
 
-  /** @internal Made by {@link ObserverManager.scope}. */
+  /** Usually made by {@link ObserverManager.scope}. */
   constructor(hub: ObserverManager) {
     this.#hub = hub;
   }

@@ -33,7 +33,7 @@ export async function inTransaction<R>(pool: pg.Pool, work: (client: pg.PoolClie
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
-/** Options that name where herald's PostgreSQL tables live and which pool reaches them. @internal */
+/** Options that name where herald's PostgreSQL tables live and which pool reaches them. */
 export type PoolSource = { readonly schema?: string } & (
   { readonly pool: pg.Pool; readonly connectionString?: never } | { readonly connectionString: string; readonly pool?: never }
 );

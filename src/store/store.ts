@@ -112,13 +112,13 @@ function encodePart(part: string): string {
 
 // ---- what an engine provides ----
 
-/** A variable's stored state. `value` undefined: defined but never set. @internal */
+/** A variable's stored state, as a store's engine keeps it. `value` undefined: defined but never set. */
 export interface StoredVariable {
   readonly value: JsonValue | undefined;
   readonly version: number;
 }
 
-/** One real change made inside a unit of work. @internal */
+/** One real change made inside a unit of work. */
 export interface VariableChange {
   readonly name: string;
   /** What the caller passed with this write (a transaction's `tx.set(name, value, meta)`). */
@@ -132,7 +132,6 @@ export interface VariableChange {
  * The engine side of one atomic unit of work on one session: an in-memory
  * store buffers under a per-session lock; PostgreSQL runs a transaction with
  * row locks. Nothing a unit did is visible to observers until it commits.
- * @internal
  */
 export interface Unit {
   /** Reads (and, where the engine locks, locks) a variable; undefined when it does not exist. */
