@@ -6,6 +6,7 @@ import { backplaneSuite } from '../../src/testing.js';
 import { engineGate, urls } from '../support/engines.js';
 import { clusteredHub, trapUnhandled, uniqueKey } from '../support/cluster.js';
 import { faultTests } from '../support/faults.js';
+import { within } from '../support/deadline.js';
 import { TcpProxy } from '../support/proxy.js';
 
 const skip = await engineGate('postgres');
@@ -71,7 +72,7 @@ describe('postgres backplane: replay limits', { skip }, () => {
     });
     await Promise.all([a.backplane.ready(), b.backplane.ready()]);
     proxy.cut();
-    await lost;
+    await within(lost, 15_000, 'the backplane to notice the cut (state "reconnecting")');
     for (let i = 1; i <= 10; i++) a.hub.notify(key, i - 1, i);
     await a.backplane.ready();
     assert.equal(await (a.backplane as PostgresBackplane).prune(), 9, 'all but the newest row pruned');

@@ -6,6 +6,7 @@ import { RedisBackplane } from '../../src/redis.js';
 import { backplaneSuite } from '../../src/testing.js';
 import { engineGate, urls } from '../support/engines.js';
 import { clusteredHub, trapUnhandled, uniqueKey } from '../support/cluster.js';
+import { within } from '../support/deadline.js';
 import { faultTests } from '../support/faults.js';
 
 const skip = await engineGate('redis');
@@ -54,11 +55,11 @@ describe('redis backplane: gap markers and options', { skip }, () => {
     await Promise.all([a.backplane.ready(), b.backplane.ready()]);
     await killSubscriber(b.backplane);
     await b.until((n) => n.gaps.length === 1);
-    assert.ok(isGap((await yielding.next()).value), 'watch() yields the gap marker');
-    await assert.rejects(thrown, { code: 'HERALD_GAP' });
+    assert.ok(isGap((await within(yielding.next(), 15_000, 'watch() to yield the gap marker')).value), 'watch() yields the gap marker');
+    await assert.rejects(within(thrown, 15_000, 'watch() to reject with HERALD_GAP'), { code: 'HERALD_GAP' });
     await b.backplane.ready();
     a.hub.notify(key, 0, 1);
-    assert.equal(((await yielding.next()).value as Change).newValue, 1, 'and goes on with later changes');
+    assert.equal(((await within(yielding.next(), 15_000, 'watch() to yield the later change')).value as Change).newValue, 1, 'and goes on with later changes');
     const stats = b.hub.getStats();
     assert.equal(stats.backplane!.gaps, 1);
     assert.equal(stats.gapSignals, 3, 'the onGap observer and both iterators');

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ObserverManager, type ErrorContext } from '../../src/index.js';
-import { unhandledRejections, withDeadline } from '../support/deadline.js';
+import { unhandledRejections, within } from '../support/deadline.js';
 
 /** A hub whose errors are recorded, closed when the test ends. */
 function hubFor(t: { after(fn: () => unknown): void }, options: ConstructorParameters<typeof ObserverManager>[0] = {}): { hub: ObserverManager; errors: unknown[] } {
@@ -26,16 +26,16 @@ for (const [what, make] of hostileReturns) {
     hub.observe('k', () => make());
     hub.observe('k', (change) => void seen.push(change.newValue as number));
     hub.notify('k', 0, 1);
-    await withDeadline(hub.drain(), 'drain after the first change');
+    await within(hub.drain(), 5000, 'drain after the first change');
     hub.notify('k', 1, 2);
-    await withDeadline(hub.drain(), 'drain after the second change');
+    await within(hub.drain(), 5000, 'drain after the second change');
     assert.deepEqual(seen, [1, 2]);
     assert.equal(errors.length, 2, 'each hostile return is one reported failure');
     const stats = hub.getStats();
     assert.equal(stats.deliveryErrors, 2);
     assert.equal(stats.deliveries, 4);
     assert.equal(stats.pending, 0);
-    await withDeadline(hub.close(), 'close');
+    await within(hub.close(), 5000, 'close');
   });
 }
 
@@ -47,9 +47,9 @@ test('delivery - an async onError that rejects, and one that throws, leave no un
     const seen: number[] = [];
     hub.observe('k', (change) => void seen.push(change.newValue as number));
     hub.notify('k', 0, 1);
-    await withDeadline(hub.drain(), 'drain');
+    await within(hub.drain(), 5000, 'drain');
     assert.deepEqual(seen, [1]);
-    await withDeadline(hub.close(), 'close');
+    await within(hub.close(), 5000, 'close');
   }
   await rejections.settle();
   assert.deepEqual(rejections.seen, []);
@@ -66,7 +66,7 @@ test('onClose - an async onClose that rejects (directly, through a scope, at clo
   scope.observe('s', () => {}, { onClose: () => Promise.reject(new Error('scoped onClose')) });
   assert.equal(scope.dispose(), 1);
   const gone = hub.observe('g', () => {}, { onClose: () => Promise.reject(new Error('rejected onClose')) });
-  await withDeadline(hub.close(), 'close');
+  await within(hub.close(), 5000, 'close');
   assert.equal(gone.active, false);
   await rejections.settle();
   assert.deepEqual(rejections.seen, []);
@@ -101,11 +101,11 @@ test('coalesce - an equals that throws while merging a full queue is reported, t
     }
   }, { queue: { limit: 1, overflow: 'coalesce' } });
   hub.notify('k', 0, 1);
-  await withDeadline(inFlight, 'the first change in flight');
+  await within(inFlight, 5000, 'the first change in flight');
   hub.notify('k', 1, 2); // queued
   hub.notify('k', 2, 3); // the queue is full: merged into 1→2, and equals throws
   release();
-  await withDeadline(hub.drain(), 'drain');
+  await within(hub.drain(), 5000, 'drain');
   assert.deepEqual(seen, [[0, 1], [1, 3]]);
   assert.equal(errors.length, 1);
   assert.equal(contexts[0]!.change.newValue, 3);

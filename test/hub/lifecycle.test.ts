@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { test } from 'node:test';
+import { setImmediate as nextTask } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { ObserverManager, type CloseReason } from '../../src/index.js';
+import { exitOf } from '../support/deadline.js';
 import { collectUntil, gc, NO_GC } from '../support/gc.js';
 
 function createHub(t: { after: (fn: () => unknown) => void }, options: ConstructorParameters<typeof ObserverManager>[0] = {}): ObserverManager {
@@ -34,12 +36,40 @@ test('sweep() - removes observers whose owner was collected, before any finalize
   for (let i = 0; i < 10; i++) observeWithDroppedOwner(hub, 'owned/swept', reasons);
   const kept = { still: 'here' };
   hub.observe('owned/swept', () => {}, { owner: kept });
-  await collectUntil(() => false, 1); // one collection: the WeakRefs are cleared
-  const removed = reasons.length + hub.sweep(); // a finalizer may have beaten the sweep to some
-  assert.equal(removed, 10);
+  await nextTask(); // a WeakRef keeps its target alive until the job that made it ends
+  // From here to the sweep, one synchronous turn: a finalizer runs in a task of its own, so none can run in between.
+  assert.equal(hub.observerCount('owned/swept'), 11, 'no owner collected yet');
+  gc!(); // the ten owners go, their WeakRefs are cleared, and their finalizers wait for a later task
+  assert.equal(hub.sweep(), 10);
+  assert.deepEqual(reasons, Array.from({ length: 10 }, () => 'owner-collected'));
   assert.equal(hub.observerCount('owned/swept'), 1);
-  assert.ok(reasons.every((r) => r === 'owner-collected'));
+  let stats = hub.getStats();
+  assert.equal(stats.cleanupRuns, 1);
+  assert.equal(stats.deadObserversRemoved, 10);
+  await collectUntil(() => false, 3); // the finalizers run now, and find nothing left to remove
+  stats = hub.getStats();
+  assert.equal(stats.deadObserversRemoved, 10, 'each observer counted once');
+  assert.equal(reasons.length, 10, 'onClose called once each');
   assert.ok(kept);
+});
+
+test('sweep - the periodic sweep removes observers whose owner was collected, before any finalizer runs', { skip: gc === undefined && NO_GC }, async (t) => {
+  t.mock.timers.enable({ apis: ['setInterval'] });
+  const hub = createHub(t, { sweepIntervalMs: 1000 });
+  const reasons: CloseReason[] = [];
+  observeWithDroppedOwner(hub, 'owned/periodic', reasons);
+  await nextTask(); // a WeakRef keeps its target alive until the job that made it ends
+  // One synchronous turn from here: no finalizer can run before the timer's sweep.
+  assert.equal(hub.observerCount('owned/periodic'), 1, 'the owner not collected yet');
+  gc!();
+  t.mock.timers.tick(999);
+  assert.deepEqual(reasons, [], 'no sweep before the interval');
+  t.mock.timers.tick(1);
+  assert.deepEqual(reasons, ['owner-collected']);
+  assert.equal(hub.observerCount('owned/periodic'), 0);
+  const stats = hub.getStats();
+  assert.equal(stats.cleanupRuns, 1);
+  assert.equal(stats.deadObserversRemoved, 1);
 });
 
 test('watch() - an iterator that is never read holds nothing once it is collected', { skip: gc === undefined && NO_GC }, async (t) => {
@@ -54,18 +84,23 @@ test('watch() - an iterator that is never read holds nothing once it is collecte
   assert.equal(stats.deliveries + stats.dropped + stats.coalesced + stats.cancelled, stats.fanOut);
 });
 
-test('sweep - the periodic sweep runs every sweepIntervalMs', (t) => {
+test('sweep - the periodic sweep runs every sweepIntervalMs and removes observers whose isAlive says false', (t) => {
   t.mock.timers.enable({ apis: ['setInterval'] });
-  const hub = new ObserverManager({ sweepIntervalMs: 1000 });
-  t.after(() => hub.close());
+  const hub = createHub(t, { sweepIntervalMs: 1000 });
   let alive = true;
-  hub.observe('probed', () => {}, { isAlive: () => alive });
+  const reasons: CloseReason[] = [];
+  hub.observe('probed', () => {}, { isAlive: () => alive, onClose: (r) => void reasons.push(r) });
   t.mock.timers.tick(1000);
   assert.equal(hub.getStats().cleanupRuns, 1);
+  assert.equal(hub.observerCount('probed'), 1);
   alive = false;
-  t.mock.timers.tick(1000);
+  t.mock.timers.tick(999);
+  assert.equal(hub.observerCount('probed'), 1, 'no sweep before the interval');
+  t.mock.timers.tick(1);
   assert.equal(hub.getStats().cleanupRuns, 2);
   assert.equal(hub.observerCount('probed'), 0);
+  assert.deepEqual(reasons, ['dead']);
+  assert.equal(hub.getStats().deadObserversRemoved, 1);
 });
 
 test('sweep - the sweep timer never keeps a process alive', async () => {
@@ -77,8 +112,7 @@ test('sweep - the sweep timer never keeps a process alive', async () => {
     hub.notify('k', 0, 1);
   `;
   const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: 'inherit' });
-  const code = await new Promise((resolve) => child.on('exit', resolve));
-  assert.equal(code, 0, 'the process ended on its own with the hub still open');
+  assert.equal(await exitOf(child, 20_000), 0, 'the process ended on its own with the hub still open');
 });
 
 test('observe() - 10 000 observers on one key sharing one signal raise no process warning', async (t) => {

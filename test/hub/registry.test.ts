@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ObserverManager, Scope, type Subscription } from '../../src/index.js';
-import { withDeadline } from '../support/deadline.js';
+import { within } from '../support/deadline.js';
 
 function hubFor(t: { after(fn: () => unknown): void }): { hub: ObserverManager; errors: unknown[] } {
   const errors: unknown[] = [];
@@ -22,15 +22,15 @@ test('unsubscribe() - an async observer removing itself while its list compacts,
   hub.observe('a', (change) => void seen.push(change.newValue));
   for (const other of others) other.unsubscribe();
   hub.notify('a', 0, 1);
-  await withDeadline(hub.drain(), 'drain');
+  await within(hub.drain(), 5000, 'drain');
   hub.notify('a', 1, 2);
-  await withDeadline(hub.drain(), 'drain');
+  await within(hub.drain(), 5000, 'drain');
   assert.deepEqual(seen, [1, 2]);
 
   const later: unknown[] = [];
   hub.observe('a', (change) => void later.push(change.newValue));
   hub.notify('a', 2, 3);
-  await withDeadline(hub.drain(), 'drain');
+  await within(hub.drain(), 5000, 'drain');
   assert.deepEqual(seen, [1, 2, 3]);
   assert.deepEqual(later, [3]);
   assert.deepEqual(errors, []);
@@ -49,7 +49,7 @@ test('observePattern() - a change reaches a key\'s observers and matching patter
   // Removed after the notify: removal wins, and they are counted cancelled.
   hub.notify('fan/x', 0, 1);
   for (let i = 0; i < 100; i += 7) subs[i]!.unsubscribe();
-  await withDeadline(hub.drain(), 'drain');
+  await within(hub.drain(), 5000, 'drain');
   const expected = Array.from({ length: 100 }, (_, i) => `k${i}`).filter((_, i) => i % 7 !== 0);
   assert.deepEqual(order, expected);
   const s = hub.getStats();
@@ -65,7 +65,7 @@ test('notify() - a key of 20 000 segments with pattern observers present is deli
   hub.observePattern('x/**', (change) => void seen.push(`rest:${change.key.length}`));
   hub.observePattern(`${deep}`, () => void seen.push('exact'));
   assert.equal(hub.notify(deep, 0, 1), true);
-  await withDeadline(hub.drain(), 'drain');
+  await within(hub.drain(), 5000, 'drain');
   assert.deepEqual(seen, [`rest:${deep.length}`, 'exact']);
   assert.equal(hub.observerCount(deep), 2);
   assert.equal(hub.inspect(deep).observerCount, 2);

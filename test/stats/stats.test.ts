@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import diagnostics_channel from 'node:diagnostics_channel';
 import { test } from 'node:test';
 import { ObserverManager } from '../../src/index.js';
+import { countdown } from '../support/deadline.js';
 
 function createHub(t: { after: (fn: () => unknown) => void }, options: ConstructorParameters<typeof ObserverManager>[0] = {}): ObserverManager {
   const hub = new ObserverManager({ sweepIntervalMs: 0, onError: () => {}, ...options });
@@ -51,9 +52,10 @@ test('inspect() - shows each observer with label, age, liveness and its own coun
   const gate = new Promise<void>((resolve) => (release = resolve));
   const slow = hub.observe('i/k', () => gate, { label: 'slow', queue: { limit: 1, overflow: 'drop-oldest' } });
   const failing = hub.observe('i/k', () => { throw new Error('no'); }, { label: 'failing', isAlive: () => true });
-  const pattern = hub.observePattern('i/*', () => {});
+  const witness = countdown(4, 'the pattern observer, called last, to receive the 4 changes');
+  const pattern = hub.observePattern('i/*', () => witness.tick());
   for (let i = 0; i < 4; i++) hub.notify('i/k', i, i + 1);
-  await Promise.resolve();
+  await witness.wait(); // every change has been dispatched to every observer
   const view = hub.inspect('i/k');
   assert.equal(view.key, 'i/k');
   assert.equal(view.observerCount, 3);
@@ -99,12 +101,13 @@ test('inspect() - counts each observer\'s deliveries on every path: plain, queue
   const plain = hub.observe('d/k', () => {});
   const late = hub.observe('d/k', () => {}, { label: 'late' });
   hub.observe('d/k', () => gate, { label: 'slow' });
-  hub.observe('d/k', () => {}, { isAlive: () => true, label: 'probed' });
+  const witness = countdown(3, 'the probed observer, registered last, to receive the 3 changes');
+  hub.observe('d/k', () => witness.tick(), { isAlive: () => true, label: 'probed' });
   hub.notify('d/k', 0, 1);
   late.unsubscribe(); // before delivery: cancelled, not delivered
   hub.notify('d/k', 1, 2);
   hub.notify('d/k', 2, 3); // the slow one has 1 in flight and 2 queued
-  await Promise.resolve();
+  await witness.wait(); // every change has been dispatched to every observer
   const during = Object.fromEntries(hub.inspect('d/k').observers.map((o) => [o.label ?? o.id, o.delivered]));
   assert.deepEqual(during, { [plain.id]: 3, slow: 1, probed: 3 });
   release();

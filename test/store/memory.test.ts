@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import * as v from 'valibot';
 import { z } from 'zod';
 import { ObserverManager, type SessionStoreLike } from '../../src/index.js';
+import { exitOf } from '../support/deadline.js';
 
 function memoryStore(t: { after: (fn: () => unknown) => void }, options: { strict?: boolean } = {}): { hub: ObserverManager; store: SessionStoreLike } {
   const hub = new ObserverManager({ sweepIntervalMs: 0 });
@@ -67,8 +68,7 @@ test('expiry - the expiry timer never keeps a process alive', async () => {
     await store.set('s', 'a', 1);
   `;
   const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: 'inherit' });
-  const code = await new Promise((resolve) => child.on('exit', resolve));
-  assert.equal(code, 0);
+  assert.equal(await exitOf(child, 20_000), 0, 'the process ended on its own with the store still open');
 });
 
 test('watch() - an error thrown while the current value is delivered reaches the hub\'s onError and is counted', async (t) => {

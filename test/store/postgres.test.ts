@@ -4,6 +4,7 @@ import pg from 'pg';
 import { ObserverManager, type Change } from '../../src/index.js';
 import { PostgresSessionStore, withTransaction } from '../../src/postgres.js';
 import { expectNoChange, storeSuite } from '../../src/testing.js';
+import { within } from '../support/deadline.js';
 
 const url = process.env['HERALD_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -152,11 +153,11 @@ test('withTransaction() - a serialization failure announces nothing; the transac
   const loser = withTransaction(pool, hub, async (client, pending) => {
     const { rows } = await client.query<{ n: number }>(`SELECT n FROM ${table} WHERE id = 1`);
     firstRead();
-    await committed;
+    await within(committed, 15_000, 'the winning transaction to commit');
     await client.query(`UPDATE ${table} SET n = $1 WHERE id = 1`, [rows[0]!.n + 10]);
     pending.notify('counter/1', rows[0]!.n, rows[0]!.n + 10);
   }, { isolationLevel: 'serializable' });
-  await readDone;
+  await within(readDone, 15_000, 'the losing transaction to read');
   await withTransaction(pool, hub, async (client, pending) => {
     const { rows } = await client.query<{ n: number }>(`UPDATE ${table} SET n = n + 1 WHERE id = 1 RETURNING n`);
     pending.notify('counter/1', rows[0]!.n - 1, rows[0]!.n);

@@ -1,4 +1,5 @@
 import { ObserverManager, type Backplane, type Change, type Gap, type Subscription } from '../../src/index.js';
+import { within } from './deadline.js';
 
 /** A hub on `backplane` with one observer of `key` that records changes and gaps, and wakes waiters as they come. */
 export function clusteredHub(backplane: Backplane, key: string): ClusteredHub {
@@ -9,15 +10,17 @@ export function clusteredHub(backplane: Backplane, key: string): ClusteredHub {
     for (const waiter of [...waiters]) waiter();
   };
   node.subscription = hub.observe(key, (change) => void (node.changes.push(change), wake()), { onGap: (gap) => void (node.gaps.push(gap), wake()) });
-  node.until = (predicate) => new Promise<void>((resolve) => {
-    const check = (): void => {
-      if (!predicate(node)) return;
-      waiters.delete(check);
-      resolve();
-    };
-    waiters.add(check);
-    check();
-  });
+  node.until = (predicate, what = 'the awaited changes or gaps', timeoutMs = 30_000) => {
+    let check!: () => void;
+    const reached = new Promise<void>((resolve) => {
+      check = (): void => {
+        if (predicate(node)) resolve();
+      };
+      waiters.add(check);
+      check();
+    });
+    return within(reached, timeoutMs, `the node observing ${key} to receive ${what}`).finally(() => waiters.delete(check));
+  };
   return node;
 }
 
@@ -29,8 +32,8 @@ export interface ClusteredHub {
   subscription: Subscription;
   readonly changes: Change[];
   readonly gaps: Gap[];
-  /** Resolves once `predicate` holds; checked on every arrival, never on a timer. */
-  until(predicate: (node: ClusteredHub) => boolean): Promise<void>;
+  /** Resolves once `predicate` holds, checked on every arrival; rejects, saying `what` it waited for, after `timeoutMs` (30 s). */
+  until(predicate: (node: ClusteredHub) => boolean, what?: string, timeoutMs?: number): Promise<void>;
 }
 
 /** Collects unhandled rejections and uncaught errors while a test runs. */

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import type { Backplane, BackplaneOptions } from '../../src/index.js';
 import { clusteredHub, trapUnhandled, uniqueKey, type ClusteredHub } from './cluster.js';
+import { within } from './deadline.js';
 import { TcpProxy } from './proxy.js';
 
 /** What the fault tests need of an engine. */
@@ -99,7 +100,7 @@ export function faultTests(options: FaultTestOptions): void {
       const { a, b } = pair(t, 'cut', proxy, { onStateChange: (state) => state === 'reconnecting' && noticed() });
       await Promise.all([a.backplane.ready(), b.backplane.ready()]);
       proxy.cut();
-      await lost;
+      await within(lost, 15_000, 'the backplane to notice the cut (state "reconnecting")');
       await notifyMany(a, 1, MISSED);
       const key = b.key;
       b.hub.notify(key, 'b', 'from b while cut off');

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { AssertionError } from 'node:assert';
 import { test } from 'node:test';
-import { ObserverManager } from '../../src/index.js';
+import { ObserverManager, type Change } from '../../src/index.js';
 import { collect, expectNoChange, nextChange } from '../../src/testing.js';
 
 function createHub(t: { after: (fn: () => unknown) => void }): ObserverManager {
@@ -46,6 +46,7 @@ test('expectNoChange() - fails, listing what arrived, when the action causes a c
   await assert.rejects(expectNoChange(hub, 'kit/n', () => hub.notify('kit/n', 0, 1)), (error: unknown) => {
     assert.ok(error instanceof AssertionError);
     assert.match(error.message, /expected no change of "kit\/n", but 1 arrived/);
+    assert.deepEqual((error.actual as Change[]).map((c) => [c.key, c.oldValue, c.newValue]), [['kit/n', 0, 1]], 'what arrived is listed');
     return true;
   });
   await expectNoChange(hub, 'kit/n', () => hub.notify('kit/other', 0, 1));

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { fork, type ChildProcess } from 'node:child_process';
-import { after, before, describe, test } from 'node:test';
+import { CaseRun, nodeTestRunner, registerSkipped, within, type SuiteRunner } from './runner.js';
 
 /** Options of {@link backplaneSuite}. */
 export interface BackplaneSuiteOptions {
@@ -18,7 +18,18 @@ export interface BackplaneSuiteOptions {
   readonly publishRaw: (namespace: string, key: string, data: Buffer) => Promise<void>;
   /** Skips the whole suite, with the reason; `false` or omitted runs it. */
   readonly skipAll?: string | false;
+  /**
+   * The test runner to register the tests with; give it `after` (vitest's
+   * `afterAll`), which ends the node processes however the tests went.
+   * @default node:test
+   */
+  readonly runner?: SuiteRunner;
+  /** How long one test may take before it fails; every wait inside a test has its own, shorter deadline too. @default 60000 */
+  readonly timeoutMs?: number;
 }
+
+/** How long a node may take to answer a request, or to receive what a test waits for. */
+const WAIT_MS = 15_000;
 
 interface Received {
   readonly event: 'change' | 'gap';
@@ -48,7 +59,8 @@ class Node {
         for (const wake of [...this.#waiters]) wake();
         return;
       }
-      const call = this.#calls.get(message.id)!;
+      const call = this.#calls.get(message.id);
+      if (call === undefined) return; // answered after its deadline
       this.#calls.delete(message.id);
       if (message.ok === true) call.resolve(message.value);
       else call.reject(Object.assign(new Error(message.error!.message), { code: message.error!.code }));
@@ -58,25 +70,30 @@ class Node {
     });
   }
 
+  /** Sends a request and resolves with the node's answer; rejects when it does not come within `WAIT_MS`. */
   call<T = unknown>(op: string, args: Record<string, unknown> = {}): Promise<T> {
     const id = ++this.#next;
-    return new Promise<T>((resolve, reject) => {
+    const answered = new Promise<T>((resolve, reject) => {
       this.#calls.set(id, { resolve: resolve as (value: unknown) => void, reject });
       this.#child.send({ id, op, ...args });
     });
+    return within(answered, WAIT_MS, `node ${this.#child.pid} to answer "${op}"`).finally(() => this.#calls.delete(id));
   }
 
-  /** Resolves once `predicate` holds for what this node received; woken by each arrival, never by a timer. */
-  until(predicate: (received: readonly Received[]) => boolean): Promise<void> {
+  /**
+   * Resolves once `predicate` holds for what this node received; woken by
+   * each arrival, and rejects, saying `what` it waited for, after `WAIT_MS`.
+   */
+  until(predicate: (received: readonly Received[]) => boolean, what = 'a change'): Promise<void> {
     if (predicate(this.received)) return Promise.resolve();
-    return new Promise((resolve) => {
-      const wake = (): void => {
-        if (!predicate(this.received)) return;
-        this.#waiters.delete(wake);
-        resolve();
+    let wake!: () => void;
+    const reached = new Promise<void>((resolve) => {
+      wake = (): void => {
+        if (predicate(this.received)) resolve();
       };
       this.#waiters.add(wake);
     });
+    return within(reached, WAIT_MS, `node ${this.#child.pid} to receive ${what}`).finally(() => this.#waiters.delete(wake));
   }
 
   changesOf(sub: string): Received[] {
@@ -91,7 +108,8 @@ class Node {
 let runs = 0;
 
 /**
- * The backplane contract of DESIGN.md section 5 as `node:test` tests, run
+ * The backplane contract of DESIGN.md section 5 as tests, for node:test
+ * (the default) or any runner given as `runner` (with its `after`), run
  * against three hubs in three separate processes on a real engine:
  * delivery to every node exactly once, no echo, patterns, per-origin order,
  * interest (engine subscriptions follow local observers), the codec's
@@ -100,10 +118,48 @@ let runs = 0;
  * processes exiting by themselves after `hub.close()`.
  */
 export function backplaneSuite(options: BackplaneSuiteOptions): void {
-  describe(`backplane conformance: ${options.name}`, { skip: options.skipAll === undefined ? false : options.skipAll }, () => {
+  const runner = options.runner ?? nodeTestRunner();
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  const skipAll = options.skipAll === undefined || options.skipAll === false ? undefined : options.skipAll;
+  runner.describe(`backplane conformance: ${options.name}`, () => {
     const namespace = `t${process.pid}x${++runs}`;
     const nodes: Node[] = [];
     let [a, b, c] = nodes as [Node, Node, Node];
+    let started: Promise<void> | undefined;
+    let closed = false;
+    /** Starts the three node processes, once, for the first test that runs. */
+    const start = (): Promise<void> => {
+      started ??= (async () => {
+        const env = { ...process.env, ...options.env, HERALD_TEST_NAMESPACE: namespace, HERALD_TEST_MAX_BYTES: String(options.maxMessageBytes) };
+        for (let i = 0; i < 3; i++) nodes.push(new Node(options.node, options.execArgv ?? ['--import', 'tsx'], env));
+        [a, b, c] = nodes as [Node, Node, Node];
+        process.once('exit', stop); // a last resort, should the runner have no `after`
+        await Promise.all(nodes.map((node) => node.call('stats')));
+      })();
+      return started;
+    };
+    const stop = (): void => {
+      for (const node of nodes) node.kill();
+    };
+    runner.after?.(() => {
+      stop();
+      process.off('exit', stop);
+      return Promise.resolve();
+    });
+    /** A test of the suite: the nodes started first, and none of their observers failed in it. */
+    const test = (name: string, fn: () => Promise<void>): void => {
+      if (skipAll !== undefined) {
+        registerSkipped(runner, name, skipAll);
+        return;
+      }
+      runner.test(name, () => new CaseRun().run(name, timeoutMs, async () => {
+        await start();
+        await fn();
+        if (closed) return;
+        const errors = await Promise.all(nodes.map((node) => node.call<{ deliveryErrors: number }>('stats').then((s) => s.deliveryErrors)));
+        assert.deepEqual(errors, [0, 0, 0], "no error reached a node hub's onError");
+      }));
+    };
     let keyCount = 0;
     const key = (name: string): string => `${name}/${++keyCount}`;
     /**
@@ -114,26 +170,16 @@ export function backplaneSuite(options: BackplaneSuiteOptions): void {
       const k = key('barrier');
       const subs = await Promise.all(to.map((node) => node.call<string>('observe', { key: k })));
       await from.call('notify', { key: k, oldValue: 0, newValue: 1 });
-      await Promise.all(to.map((node, i) => node.until(() => node.changesOf(subs[i]!).length === 1)));
+      await Promise.all(to.map((node, i) => node.until(() => node.changesOf(subs[i]!).length === 1, `the barrier change of ${k}`)));
       await Promise.all(to.map((node, i) => node.call('unobserve', { sub: subs[i] })));
     };
-
-    before(async () => {
-      const env = { ...process.env, ...options.env, HERALD_TEST_NAMESPACE: namespace, HERALD_TEST_MAX_BYTES: String(options.maxMessageBytes) };
-      for (let i = 0; i < 3; i++) nodes.push(new Node(options.node, options.execArgv ?? ['--import', 'tsx'], env));
-      [a, b, c] = nodes as [Node, Node, Node];
-      await Promise.all(nodes.map((node) => node.call('stats')));
-    });
-    after(() => {
-      for (const node of nodes) node.kill();
-    });
 
     test('a change notified on one node reaches the observers of its key on every node, exactly once each', async () => {
       const k = key('once');
       const [sa, sb, sc] = await Promise.all([a.call<string>('observe', { key: k }), b.call<string>('observe', { key: k }), c.call<string>('observe', { key: k })]);
       for (let i = 1; i <= 3; i++) await a.call('notify', { key: k, oldValue: i - 1, newValue: i, meta: { by: 'a' } });
-      await b.until(() => b.changesOf(sb).length >= 3);
-      await c.until(() => c.changesOf(sc).length >= 3);
+      await b.until(() => b.changesOf(sb).length >= 3, `3 changes of ${k}`);
+      await c.until(() => c.changesOf(sc).length >= 3, `3 changes of ${k}`);
       // Anything the engine would deliver twice, or echo back to a, would arrive before these barriers.
       await barrier(b, a, c);
       await barrier(a, b, c);
@@ -152,7 +198,7 @@ export function backplaneSuite(options: BackplaneSuiteOptions): void {
       await a.call('notify', { key: `${root}/1/x`, oldValue: 0, newValue: 'x' });
       await a.call('notify', { key: `${root}/1/y`, oldValue: 0, newValue: 'y' });
       await a.call('notify', { key: `${root}/1/x/z`, oldValue: 0, newValue: 'z' });
-      await c.until(() => c.changesOf(many).length >= 3);
+      await c.until(() => c.changesOf(many).length >= 3, `3 changes matching ${root}/**`);
       await barrier(a, b);
       assert.deepEqual(b.changesOf(one).map((r) => r.key), [`${root}/1/x`]);
       assert.deepEqual(c.changesOf(many).map((r) => r.newValue), ['x', 'y', 'z']);
@@ -165,7 +211,7 @@ export function backplaneSuite(options: BackplaneSuiteOptions): void {
       const burst = (node: Node, name: string): Promise<unknown[]> =>
         Promise.all(Array.from({ length: count }, (_, i) => node.call('notify', { key: k, oldValue: `${name}${i}`, newValue: `${name}${i + 1}`, meta: { origin: name, i: i + 1 } })));
       await Promise.all([burst(a, 'a'), burst(b, 'b')]);
-      await c.until(() => c.changesOf(sub).length >= 2 * count);
+      await c.until(() => c.changesOf(sub).length >= 2 * count, `${2 * count} changes of ${k}`);
       const got = c.changesOf(sub);
       for (const origin of ['a', 'b']) {
         assert.deepEqual(got.filter((r) => r.meta!['origin'] === origin).map((r) => r.meta!['i']), Array.from({ length: count }, (_, i) => i + 1));
@@ -200,7 +246,7 @@ export function backplaneSuite(options: BackplaneSuiteOptions): void {
         await assert.rejects(a.call('notify', { key: k, oldValue: 0, newValue: bad }), { code });
       }
       await a.call('notify', { key: k, oldValue: 0, newValue: 'fine' });
-      await b.until(() => b.changesOf(sb).length >= 1);
+      await b.until(() => b.changesOf(sb).length >= 1, `a change of ${k}`);
       await barrier(a, b);
       assert.deepEqual(a.changesOf(sa).map((r) => r.newValue), ['fine']);
       assert.deepEqual(b.changesOf(sb).map((r) => r.newValue), ['fine']);
@@ -211,7 +257,7 @@ export function backplaneSuite(options: BackplaneSuiteOptions): void {
       const sub = await b.call<string>('observe', { key: `session/${session}/mode` });
       await a.call('set', { session, name: 'mode', value: 1, fail: true });
       await a.call('set', { session, name: 'mode', value: 2 });
-      await b.until(() => b.changesOf(sub).length >= 1);
+      await b.until(() => b.changesOf(sub).length >= 1, 'the change');
       await barrier(a, b);
       assert.deepEqual(b.changesOf(sub).map((r) => r.newValue), [2]);
     });
@@ -225,7 +271,7 @@ export function backplaneSuite(options: BackplaneSuiteOptions): void {
       }
       await options.publishRaw(namespace, k, Buffer.from([0xff, 0xfe, 0x00]));
       await a.call('notify', { key: k, oldValue: 0, newValue: 'real' });
-      await b.until(() => b.changesOf(sub).length >= 1);
+      await b.until(() => b.changesOf(sub).length >= 1, 'the change');
       const stats = await b.call<{ backplane: { malformed: number } }>('stats');
       assert.equal(stats.backplane.malformed - before.backplane.malformed, 6);
       assert.deepEqual(b.changesOf(sub).map((r) => r.newValue), ['real']);
@@ -242,8 +288,10 @@ export function backplaneSuite(options: BackplaneSuiteOptions): void {
     });
 
     test('after hub.close() a node process exits by itself: nothing keeps it alive', async () => {
+      closed = true;
       await Promise.all(nodes.map((node) => node.call('close')));
-      assert.deepEqual(await Promise.all(nodes.map((node) => node.exited)), [0, 0, 0]);
+      const codes = await within(Promise.all(nodes.map((node) => node.exited)), WAIT_MS, 'the node processes to exit by themselves after hub.close()');
+      assert.deepEqual(codes, [0, 0, 0]);
     });
   });
 }

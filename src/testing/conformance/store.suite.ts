@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { setImmediate as nextTask } from 'node:timers/promises';
-import { describe, test, type TestContext } from 'node:test';
-import { ObserverManager } from '../../hub/observer-manager.js';
-import type { StandardSchemaV1 } from '../../store/standard-schema.js';
-import { variableKey, type SessionStoreLike, type StoreOptions } from '../../store/store.js';
-import type { Change, CloseReason } from '../../core/types.js';
+import {
+  ObserverManager, variableKey, type Change, type CloseReason, type SessionStoreLike, type StandardSchemaV1, type StoreOptions,
+} from '../../index.js';
 import { expectNoChange } from '../expect-no-change.js';
+import { CaseRun, nodeTestRunner, registerSkipped, within, type SuiteRunner } from './runner.js';
 
 /** Options of {@link storeSuite}. */
 export interface StoreSuiteOptions {
@@ -15,6 +14,24 @@ export interface StoreSuiteOptions {
   readonly create: (options: Omit<StoreOptions, 'expiryCheckMs'> & { expiryCheckMs: number }) => SessionStoreLike | Promise<SessionStoreLike>;
   /** Skips the whole suite, with the reason; `false` or omitted runs it. */
   readonly skipAll?: string | false;
+  /** The test runner to register the tests with. @default node:test */
+  readonly runner?: SuiteRunner;
+  /** How long one test may take, cleanup aside, before it fails; every drain inside a test has its own, shorter deadline too. @default 30000 */
+  readonly timeoutMs?: number;
+}
+
+/** What each test of the suite is given. */
+interface StoreCase {
+  /**
+   * A fresh hub (closed after the test; an error reaching its onError fails
+   * the test) and a fresh store on it (closed after the test).
+   */
+  readonly make: (extra?: Partial<StoreOptions>) => Promise<{ hub: ObserverManager; store: SessionStoreLike }>;
+}
+
+/** `hub.drain()`, with a deadline. */
+function drain(hub: ObserverManager): Promise<void> {
+  return within(hub.drain(), 5000, 'hub.drain() to resolve');
 }
 
 /** A minimal Standard Schema validator: a number between 0 and 100. */
@@ -30,24 +47,59 @@ const percent: StandardSchemaV1<unknown, number> = {
 let counter = 0;
 const uniqueId = (): string => `s-${process.pid}-${++counter}`;
 
+/** An `onClose` that records the reasons, and a wait, with a deadline, for the first one. */
+function closes(): { readonly reasons: CloseReason[]; readonly onClose: (reason: CloseReason) => void; readonly ended: () => Promise<void> } {
+  const reasons: CloseReason[] = [];
+  let closed!: () => void;
+  const first = new Promise<void>((resolve) => (closed = resolve));
+  return {
+    reasons,
+    onClose: (reason) => {
+      reasons.push(reason);
+      closed();
+    },
+    ended: () => within(first, 5000, 'the watcher to end (its onClose to be called)'),
+  };
+}
+
 /** Waits, without a timing margin, until the clock has passed `at`. */
 async function clockPast(at: number): Promise<void> {
   while (Date.now() <= at) await nextTask();
 }
 
 /**
- * The session store contract of DESIGN.md sections 3 and 4 as `node:test`
- * tests: `storeSuite({ name: 'mine', create: (options) => new MyStore(options) })`.
+ * The session store contract of DESIGN.md sections 3 and 4 as tests, for
+ * node:test (the default) or any runner given as `runner`.
+ *
+ * @example
+ * ```ts
+ * // node:test
+ * storeSuite({ name: 'mine', create: (options) => new MyStore(options) });
+ * // vitest
+ * import { describe, test } from 'vitest';
+ * storeSuite({ name: 'mine', create: (options) => new MyStore(options), runner: { describe, test } });
+ * ```
  */
 export function storeSuite(options: StoreSuiteOptions): void {
-  const make = async (t: TestContext, extra: Partial<StoreOptions> = {}): Promise<{ hub: ObserverManager; store: SessionStoreLike }> => {
-    const hub = new ObserverManager({ sweepIntervalMs: 0, onError: () => {} });
-    const store = await options.create({ hub, expiryCheckMs: 0, ...extra });
-    t.after(async () => {
-      await store.close();
-      await hub.close();
+  const runner = options.runner ?? nodeTestRunner();
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const skipAll = options.skipAll === undefined || options.skipAll === false ? undefined : options.skipAll;
+  const test = (name: string, fn: (c: StoreCase) => Promise<void>): void => {
+    if (skipAll !== undefined) {
+      registerSkipped(runner, name, skipAll);
+      return;
+    }
+    runner.test(name, () => {
+      const run = new CaseRun();
+      const make = async (extra: Partial<StoreOptions> = {}): Promise<{ hub: ObserverManager; store: SessionStoreLike }> => {
+        const hub = new ObserverManager({ sweepIntervalMs: 0, onError: run.recordError });
+        run.onCleanup(() => hub.close());
+        const store = await options.create({ hub, expiryCheckMs: 0, ...extra });
+        run.onCleanup(() => store.close());
+        return { hub, store };
+      };
+      return run.run(name, timeoutMs, () => fn({ make }));
     });
-    return { hub, store };
   };
   const collectAll = (hub: ObserverManager, pattern = 'session/**'): Change[] => {
     const seen: Change[] = [];
@@ -55,9 +107,9 @@ export function storeSuite(options: StoreSuiteOptions): void {
     return seen;
   };
 
-  describe(`store conformance: ${options.name}`, { skip: options.skipAll === undefined ? false : options.skipAll }, () => {
-    test('sessions - create, get, list, touch and delete', async (t) => {
-      const { store } = await make(t);
+  runner.describe(`store conformance: ${options.name}`, () => {
+    test('sessions - create, get, list, touch and delete', async ({ make }) => {
+      const { store } = await make();
       const id = uniqueId();
       const info = await store.createSession(id, { ttlMs: 60_000, meta: { user: 'ada' } });
       assert.equal(info.id, id);
@@ -73,22 +125,22 @@ export function storeSuite(options: StoreSuiteOptions): void {
       assert.equal(await store.getSession(id), undefined);
     });
 
-    test('set() - returns old and new values and a version that grows by one per real change', async (t) => {
-      const { hub, store } = await make(t);
+    test('set() - returns old and new values and a version that grows by one per real change', async ({ make }) => {
+      const { hub, store } = await make();
       const id = uniqueId();
       await store.createSession(id);
       const seen = collectAll(hub);
       assert.deepEqual(await store.set(id, 'mode', 'on'), { oldValue: undefined, newValue: 'on', version: 1 });
       assert.deepEqual(await store.set(id, 'mode', 'eco', { by: 'test' }), { oldValue: 'on', newValue: 'eco', version: 2 });
       assert.equal(await store.get(id, 'mode'), 'eco');
-      await hub.drain();
+      await drain(hub);
       assert.deepEqual(seen.map((c) => [c.oldValue, c.newValue, c.meta['version']]), [[undefined, 'on', 1], ['on', 'eco', 2]]);
       assert.deepEqual({ ...seen[1]!.meta }, { by: 'test', sessionId: id, name: 'mode', version: 2 });
       assert.deepEqual(await store.list(id), [{ name: 'mode', value: 'eco', version: 2 }]);
     });
 
-    test('set() - an equal value announces nothing and keeps the version', async (t) => {
-      const { hub, store } = await make(t);
+    test('set() - an equal value announces nothing and keeps the version', async ({ make }) => {
+      const { hub, store } = await make();
       const id = uniqueId();
       await store.createSession(id);
       await store.set(id, 'cfg', { a: 1, b: [1, 2] });
@@ -97,8 +149,8 @@ export function storeSuite(options: StoreSuiteOptions): void {
       });
     });
 
-    test('set() - stores a copy: the caller changing its object later changes nothing', async (t) => {
-      const { store } = await make(t);
+    test('set() - stores a copy: the caller changing its object later changes nothing', async ({ make }) => {
+      const { store } = await make();
       const id = uniqueId();
       await store.createSession(id);
       const value = { items: [1, 2] };
@@ -107,21 +159,21 @@ export function storeSuite(options: StoreSuiteOptions): void {
       assert.deepEqual(await store.get(id, 'cart'), { items: [1, 2] });
     });
 
-    test('delete() - removes a variable and announces its removal once', async (t) => {
-      const { hub, store } = await make(t);
+    test('delete() - removes a variable and announces its removal once', async ({ make }) => {
+      const { hub, store } = await make();
       const id = uniqueId();
       await store.createSession(id);
       await store.set(id, 'x', 1);
       const seen = collectAll(hub);
       assert.equal(await store.delete(id, 'x'), true);
       assert.equal(await store.delete(id, 'x'), false);
-      await hub.drain();
+      await drain(hub);
       assert.deepEqual(seen.map((c) => [c.oldValue, c.newValue]), [[1, undefined]]);
       assert.equal(await store.get(id, 'x'), undefined);
     });
 
-    test('watch() - delivers the changes of one variable; watchSession() those of every variable', async (t) => {
-      const { hub, store } = await make(t);
+    test('watch() - delivers the changes of one variable; watchSession() those of every variable', async ({ make }) => {
+      const { hub, store } = await make();
       const id = uniqueId();
       await store.createSession(id);
       const one: unknown[] = [];
@@ -130,25 +182,25 @@ export function storeSuite(options: StoreSuiteOptions): void {
       await store.watchSession(id, (c) => void all.push(`${String(c.meta['name'])}=${JSON.stringify(c.newValue)}`));
       await store.set(id, 'a', 1);
       await store.set(id, 'b', 2);
-      await hub.drain();
+      await drain(hub);
       assert.deepEqual(one, [1]);
       assert.deepEqual(all, ['a=1', 'b=2']);
     });
 
-    test('watch() - includeCurrent delivers the current value first, then every later change', async (t) => {
-      const { hub, store } = await make(t);
+    test('watch() - includeCurrent delivers the current value first, then every later change', async ({ make }) => {
+      const { hub, store } = await make();
       const id = uniqueId();
       await store.createSession(id);
       await store.set(id, 'n', 1);
       const seen: Change[] = [];
       await store.watch(id, 'n', (c) => void seen.push(c), { includeCurrent: true });
       await store.set(id, 'n', 2);
-      await hub.drain();
+      await drain(hub);
       assert.deepEqual(seen.map((c) => [c.newValue, c.meta['version'], c.meta['current'] ?? false]), [[1, 1, true], [2, 2, false]]);
     });
 
-    test('watch() - includeCurrent leaves no gap and no duplicate while writes race with the call', async (t) => {
-      const { hub, store } = await make(t);
+    test('watch() - includeCurrent leaves no gap and no duplicate while writes race with the call', async ({ make }) => {
+      const { hub, store } = await make();
       const id = uniqueId();
       await store.createSession(id);
       await store.set(id, 'n', 0);
@@ -162,15 +214,15 @@ export function storeSuite(options: StoreSuiteOptions): void {
       }, { includeCurrent: true });
       for (let i = 21; i <= 40; i++) writes.push(store.set(id, 'n', i));
       await Promise.all([...writes, watching]);
-      await hub.drain();
+      await drain(hub);
       // Concurrent writers may commit in any order; what the watcher must see is the version it read, then every later one once.
       const first = versions[0]!;
       assert.deepEqual(versions, Array.from({ length: 42 - first }, (_, i) => first + i), `versions ${versions.join(',')}`);
       assert.equal(values.at(-1), await store.get(id, 'n'));
     });
 
-    test('transaction() - reads its own writes, and announces once per key after commit with one txId', async (t) => {
-      const { hub, store } = await make(t);
+    test('transaction() - reads its own writes, and announces once per key after commit with one txId', async ({ make }) => {
+      const { hub, store } = await make();
       const id = uniqueId();
       await store.createSession(id);
       await store.set(id, 'a', 1);
@@ -180,12 +232,12 @@ export function storeSuite(options: StoreSuiteOptions): void {
         await tx.set('a', 3);
         await tx.set('b', 'x', { reason: 'import' });
         assert.equal(await tx.get('a'), 3);
-        await hub.drain();
+        await drain(hub);
         assert.equal(seen.length, 0, 'nothing is announced before commit');
         return 'done';
       });
       assert.equal(result, 'done');
-      await hub.drain();
+      await drain(hub);
       assert.deepEqual(seen.map((c) => [c.meta['name'], c.oldValue, c.newValue]), [['a', 1, 3], ['b', undefined, 'x']]);
       assert.equal(seen[1]!.meta['reason'], 'import', "a write's own meta is announced with it");
       const txIds = new Set(seen.map((c) => c.meta['txId']));
@@ -194,8 +246,8 @@ export function storeSuite(options: StoreSuiteOptions): void {
       assert.equal((await store.list(id)).find((v) => v.name === 'a')!.version, 3);
     });
 
-    test('transaction() - a context kept past its transaction refuses to be used', async (t) => {
-      const { store } = await make(t);
+    test('transaction() - a context kept past its transaction refuses to be used', async ({ make }) => {
+      const { store } = await make();
       const id = uniqueId();
       await store.createSession(id);
       let kept: { set(name: string, value: unknown): Promise<unknown> } | undefined;
@@ -206,8 +258,8 @@ export function storeSuite(options: StoreSuiteOptions): void {
       assert.deepEqual(await store.list(id), []);
     });
 
-    test('transaction() - a function that throws changes nothing and announces nothing', async (t) => {
-      const { hub, store } = await make(t);
+    test('transaction() - a function that throws changes nothing and announces nothing', async ({ make }) => {
+      const { hub, store } = await make();
       const id = uniqueId();
       await store.createSession(id);
       await store.set(id, 'a', 1);
@@ -218,69 +270,69 @@ export function storeSuite(options: StoreSuiteOptions): void {
         await tx.set('b', 1);
         throw new Error('changed my mind');
       }), /changed my mind/);
-      await hub.drain();
+      await drain(hub);
       assert.deepEqual(seen, []);
       assert.deepEqual(await store.list(id), [{ name: 'a', value: 1, version: 1 }]);
     });
 
-    test('deleteSession() - removes the variables, announces each removal once, and ends the watchers with "session-ended"', async (t) => {
-      const { hub, store } = await make(t);
+    test('deleteSession() - removes the variables, announces each removal once, and ends the watchers with "session-ended"', async ({ make }) => {
+      const { hub, store } = await make();
       const id = uniqueId();
       await store.createSession(id);
       await store.set(id, 'a', 1);
       await store.set(id, 'b', 2);
-      const reasons: CloseReason[] = [];
+      const watcher = closes();
       const removals: unknown[] = [];
-      const sub = await store.watchSession(id, (c) => void removals.push([c.meta['name'], c.oldValue, c.newValue]), { onClose: (r) => void reasons.push(r) });
+      const sub = await store.watchSession(id, (c) => void removals.push([c.meta['name'], c.oldValue, c.newValue]), { onClose: watcher.onClose });
       assert.equal(await store.deleteSession(id), true);
-      await hub.drain();
-      await hub.drain(); // the watchers end after the removals reached them
+      await drain(hub);
+      await watcher.ended(); // the watchers end after the removals reached them
       assert.deepEqual(removals.sort(), [['a', 1, undefined], ['b', 2, undefined]]);
-      assert.deepEqual(reasons, ['session-ended']);
+      assert.deepEqual(watcher.reasons, ['session-ended']);
       assert.equal(sub.active, false);
       await assert.rejects(store.get(id, 'a'), { code: 'HERALD_NO_SESSION' });
     });
 
-    test('expireSessions() - an expired session ends as a deleted one does', async (t) => {
-      const { hub, store } = await make(t);
+    test('expireSessions() - an expired session ends as a deleted one does', async ({ make }) => {
+      const { hub, store } = await make();
       const id = uniqueId();
       await store.createSession(id, { ttlMs: 60_000 });
       await store.set(id, 'a', 1);
-      const reasons: CloseReason[] = [];
+      const watcher = closes();
       const removals: unknown[] = [];
-      await store.watch(id, 'a', (c) => void removals.push([c.oldValue, c.newValue, c.meta['sessionEnded']]), { onClose: (r) => void reasons.push(r) });
+      await store.watch(id, 'a', (c) => void removals.push([c.oldValue, c.newValue, c.meta['sessionEnded']]), { onClose: watcher.onClose });
       const info = await store.touch(id, 1); // now it expires in a millisecond
       await clockPast(info.expiresAt!);
       assert.equal(await store.getSession(id), undefined, 'an expired session is not reported');
       assert.equal(await store.expireSessions(), 1);
       assert.equal(await store.expireSessions(), 0);
-      await hub.drain();
-      await hub.drain();
+      await drain(hub);
+      await watcher.ended();
       assert.deepEqual(removals, [[1, undefined, 'expired']]);
-      assert.deepEqual(reasons, ['session-ended']);
+      assert.deepEqual(watcher.reasons, ['session-ended']);
       await assert.rejects(store.set(id, 'a', 2), { code: 'HERALD_NO_SESSION' });
     });
 
-    test('createSession() - an expired session not yet swept ends first: its variables do not carry over', async (t) => {
-      const { hub, store } = await make(t);
+    test('createSession() - an expired session not yet swept ends first: its variables do not carry over', async ({ make }) => {
+      const { hub, store } = await make();
       const id = uniqueId();
       await store.createSession(id, { ttlMs: 60_000 });
       await store.set(id, 'old', 1);
-      const reasons: CloseReason[] = [];
-      await store.watch(id, 'old', () => {}, { onClose: (r) => void reasons.push(r) });
+      const watcher = closes();
+      await store.watch(id, 'old', () => {}, { onClose: watcher.onClose });
       const info = await store.touch(id, 1);
       await clockPast(info.expiresAt!);
       const seen = collectAll(hub);
       await store.createSession(id);
       assert.deepEqual(await store.list(id), []);
-      await hub.drain();
-      await hub.drain();
+      await drain(hub);
+      await watcher.ended();
       assert.deepEqual(seen.map((c) => [c.meta['name'], c.oldValue, c.newValue, c.meta['sessionEnded']]), [['old', 1, undefined, 'expired']]);
-      assert.deepEqual(reasons, ['session-ended']);
+      assert.deepEqual(watcher.reasons, ['session-ended']);
     });
 
-    test('set() - in a strict store, a variable must be defined first', async (t) => {
-      const { store } = await make(t, { strict: true });
+    test('set() - in a strict store, a variable must be defined first', async ({ make }) => {
+      const { store } = await make({ strict: true });
       const id = uniqueId();
       await store.createSession(id);
       await assert.rejects(store.set(id, 'x', 1), { code: 'HERALD_NO_VARIABLE' });
@@ -291,8 +343,8 @@ export function storeSuite(options: StoreSuiteOptions): void {
       assert.equal(await store.get(id, 'y'), 5);
     });
 
-    test('set() - a value the schema rejects fails with HERALD_INVALID_VALUE and the issues; nothing is written or announced', async (t) => {
-      const { hub, store } = await make(t);
+    test('set() - a value the schema rejects fails with HERALD_INVALID_VALUE and the issues; nothing is written or announced', async ({ make }) => {
+      const { hub, store } = await make();
       const id = uniqueId();
       await store.createSession(id);
       await store.defineVariable(id, 'pct', { schema: percent, initial: 10 });
@@ -302,13 +354,13 @@ export function storeSuite(options: StoreSuiteOptions): void {
         assert.equal(error.issues?.[0]?.message, 'expected a number from 0 to 100');
         return true;
       });
-      await hub.drain();
+      await drain(hub);
       assert.deepEqual(seen, []);
       assert.equal(await store.get(id, 'pct'), 10);
     });
 
-    test('set() - values JSON cannot carry fail with HERALD_UNSERIALIZABLE before anything is written', async (t) => {
-      const { hub, store } = await make(t);
+    test('set() - values JSON cannot carry fail with HERALD_UNSERIALIZABLE before anything is written', async ({ make }) => {
+      const { hub, store } = await make();
       const id = uniqueId();
       await store.createSession(id);
       const cycle: Record<string, unknown> = {};
@@ -317,13 +369,13 @@ export function storeSuite(options: StoreSuiteOptions): void {
       for (const value of [() => 1, 10n, cycle, { nested: [undefined] }, NaN, new Date(), Symbol('s')]) {
         await assert.rejects(store.set(id, 'v', value), { code: 'HERALD_UNSERIALIZABLE' });
       }
-      await hub.drain();
+      await drain(hub);
       assert.deepEqual(seen, []);
       assert.deepEqual(await store.list(id), []);
     });
 
-    test('bad input - unknown sessions and malformed ids or names are refused with coded errors', async (t) => {
-      const { store } = await make(t);
+    test('bad input - unknown sessions and malformed ids or names are refused with coded errors', async ({ make }) => {
+      const { store } = await make();
       const missing = uniqueId();
       await assert.rejects(store.set(missing, 'a', 1), { code: 'HERALD_NO_SESSION' });
       await assert.rejects(store.get(missing, 'a'), { code: 'HERALD_NO_SESSION' });
@@ -342,21 +394,28 @@ export function storeSuite(options: StoreSuiteOptions): void {
       assert.deepEqual(await store.list(id), []);
     });
 
-    test('keys - session ids and names with "/", "*" or "__proto__" stay separate and pollute nothing', async (t) => {
-      const { hub, store } = await make(t);
-      const ids = ['a/b', '*', '__proto__'];
-      for (const id of ids) await store.createSession(id + uniqueId());
-      const id = `*${uniqueId()}`;
-      await store.createSession(id);
+    test('keys - session ids and names with "/", "*" or "__proto__" stay separate and pollute nothing', async ({ make }) => {
+      const { hub, store } = await make();
+      const ids = ['a/b', '*', '__proto__'].map((prefix) => prefix + uniqueId());
+      const seen = new Map<string, string[]>(ids.map((id) => [id, []]));
+      for (const id of ids) {
+        await store.createSession(id);
+        await store.watchSession(id, (c) => void seen.get(id)!.push(`${c.meta['name'] as string}=${JSON.stringify(c.newValue)}`));
+      }
       const other = `x${uniqueId()}`;
       await store.createSession(other);
-      const seen: string[] = [];
-      await store.watchSession(id, (c) => void seen.push(c.meta['name'] as string));
-      await store.set(id, '__proto__', 1);
-      await store.set(id, 'a/b', 2);
+      const polluting = JSON.parse('{"__proto__": {"polluted": true}}') as Record<string, unknown>;
+      for (const [i, id] of ids.entries()) {
+        await store.set(id, '__proto__', i, polluting);
+        await store.set(id, 'a/b', i);
+      }
       await store.set(other, 'c', 3);
-      await hub.drain();
-      assert.deepEqual(seen, ['__proto__', 'a/b']);
+      await drain(hub);
+      for (const [i, id] of ids.entries()) {
+        assert.deepEqual(seen.get(id), [`__proto__=${i}`, `a/b=${i}`], `the watcher of ${JSON.stringify(id)} sees its own session only`);
+        assert.equal(await store.get(id, '__proto__'), i);
+        assert.deepEqual((await store.list(id)).map((v) => v.name).sort(), ['__proto__', 'a/b']);
+      }
       assert.equal(({} as Record<string, unknown>)['polluted'], undefined);
     });
   });
