@@ -78,10 +78,21 @@ export function assertQueue(queue: unknown, arg: string): asserts queue is Queue
 }
 
 export function assertSignal(signal: unknown, arg: string): asserts signal is AbortSignal | undefined {
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', arg, 'an AbortSignal or undefined', signal);
+  if (signal === undefined) return;
+  if (signal instanceof AbortSignal) {
+    try {
+      // The getter checks the signal's internal slot: an object that only inherits from AbortSignal throws here.
+      abortedOf.call(signal);
+      return;
+    } catch {
+      // refused below
+    }
   }
+  throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', arg, 'an AbortSignal or undefined', signal);
 }
+
+/** The `aborted` getter itself, to call on a value: it checks the value is a real signal. */
+const abortedOf = Reflect.getOwnPropertyDescriptor(AbortSignal.prototype, 'aborted')?.get as (this: unknown) => boolean;
 
 /** Checks the options of `observe`, `observePattern` and `scope.observe`. */
 export function assertObserveOptions(options: unknown): void {

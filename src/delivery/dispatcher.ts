@@ -31,7 +31,7 @@ export interface DispatchContext {
 
 /** Job kinds, in the `length` slot of a job: ≥ 0 is one list with that many observers at notify time. */
 const MERGED = -1;
-const DIRECT = -2;
+const PUMP = -2;
 const GAP = -3;
 
 /** The lists of a change that matched patterns, each with its length at notify time. */
@@ -90,26 +90,20 @@ export class Dispatcher {
   }
 
   /**
-   * Hands `change` to one observer only, ahead of any change not yet
-   * dispatched to it and behind what is queued for it: it becomes BUSY now,
-   * so every job dispatched from here on queues behind this one.
-   * Returns false, counting it cancelled, when the observer is gone.
+   * Hands `change` to one living observer only, ahead of every change queued
+   * for it or not yet dispatched to it, behind the changes handed to it this
+   * way before, and outside its queue bound. An idle observer becomes BUSY at
+   * once, so every job dispatched from here on queues behind this change.
    */
-  deliverTo(observer: Observer, change: Change): boolean {
-    const counters = this.#counters;
-    counters.fanOut++;
-    if ((observer.state & ACTIVE) === 0) {
-      counters.cancelled++;
-      return false;
-    }
-    this.extOf(observer);
-    if ((observer.state & BUSY) !== 0) {
-      this.#offer(observer, change);
-    } else {
+  deliverTo(observer: Observer, change: Change): void {
+    const ext = this.extOf(observer);
+    this.#counters.fanOut++;
+    this.#counters.queued++;
+    (ext.prelude ??= []).push(change);
+    if ((observer.state & BUSY) === 0) {
       observer.state |= BUSY;
-      this.#push(change, observer, DIRECT, 0);
+      this.#push(undefined, observer, PUMP, 0);
     }
-    return true;
   }
 
   /** Whether every queued delivery has settled (unread `watch()` iterators aside). */
@@ -123,11 +117,20 @@ export class Dispatcher {
     return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }
 
-  /** What is left of a removed observer's queue is cancelled, and counted. */
-  cancelQueued(ext: ObserverExt): void {
-    const cleared = ext.mailbox?.clear() ?? 0;
+  /**
+   * A removed observer: what is left of its queues is cancelled, and counted;
+   * nothing waits for its returned promise any more (removal wins), though
+   * the promise's rejection is still handled.
+   */
+  forget(observer: Observer, ext: ObserverExt): void {
+    const cleared = (ext.mailbox?.clear() ?? 0) + (ext.prelude?.length ?? 0);
+    ext.prelude = undefined;
     this.#counters.cancelled += cleared;
     this.#counters.queued -= cleared;
+    if (ext.awaiting) {
+      ext.token++;
+      this.#finishAwait(observer, ext);
+    }
   }
 
   /** Stops the timeout timer: the hub is closed and drained. */
@@ -169,7 +172,7 @@ export class Dispatcher {
       if (t0 !== 0) this.#context.latency.record(performance.now() - t0);
       if (kind >= 0) this.#dispatchList(a as Change, b as ObserverList, kind);
       else if (kind === MERGED) this.#dispatchMerged(a as Change, b as Merged);
-      else if (kind === DIRECT) this.#dispatchDirect(b as Observer, a as Change);
+      else if (kind === PUMP) this.#dispatchPump(b as Observer);
       else this.#dispatchGap(a as Gap);
       // A long chain of re-entrant notifies must not grow the job list without end.
       if (this.#jobHead >= 4096 && this.#jobHead * 2 >= jobs.length) {
@@ -268,14 +271,10 @@ export class Dispatcher {
     }
   }
 
-  /** A change handed to one observer by {@link deliverTo}: delivered, then whatever queued behind it meanwhile. */
-  #dispatchDirect(observer: Observer, change: Change): void {
-    if ((observer.state & ACTIVE) === 0) {
-      this.#counters.cancelled++;
-      return;
-    }
+  /** An observer made BUSY by {@link deliverTo}: it works off its queues now. */
+  #dispatchPump(observer: Observer): void {
+    if ((observer.state & ACTIVE) === 0) return; // what it held was cancelled at its removal
     observer.state &= ~BUSY;
-    if (this.#deliverChecked(observer, change)) observer.delivered++;
     this.#resume(observer, observer.ext!);
   }
 
@@ -289,8 +288,13 @@ export class Dispatcher {
         return false;
       }
     }
+    const callback = observer.ext!.callback;
+    if ((observer.state & ACTIVE) === 0 || callback === undefined) {
+      // Its `isAlive` removed it: removal wins.
+      this.#counters.cancelled++;
+      return false;
+    }
     this.#counters.deliveries++;
-    const callback = observer.ext!.callback!;
     try {
       const result = callback(change);
       if (result !== undefined) this.#returned(observer, result, change);
@@ -337,15 +341,24 @@ export class Dispatcher {
       this.#awaited++;
       this.#deadlines?.add(observer);
     }
+    // As a promise would: the first settlement counts, and later calls (or a throw after it) are ignored.
     // A thenable may call back at once, inside `then`: the settlement then waits for a microtask.
+    let settled = false;
     let inside = true;
-    const settle = (): void => {
+    const finish = (): void => {
       if (inside) queueMicrotask(() => this.#settle(observer, ext, token));
       else this.#settle(observer, ext, token);
     };
+    const settle = (): void => {
+      if (settled) return;
+      settled = true;
+      finish();
+    };
     const reject = (error: unknown): void => {
+      if (settled) return;
+      settled = true;
       if (ext.token === token) this.#fail(observer, error, change);
-      settle();
+      finish();
     };
     try {
       then.call(thenable, settle, reject);
@@ -385,15 +398,16 @@ export class Dispatcher {
     this.#settleDrain();
   }
 
-  /** An idle observer works off its queue until a callback returns a promise again; then a waiting gap signal. */
+  /**
+   * An idle observer works off its queues (what `deliverTo` handed it first)
+   * until a callback returns a promise again; then a waiting gap signal.
+   */
   #resume(observer: Observer, ext: ObserverExt): void {
-    const mailbox = ext.mailbox;
-    if (mailbox !== undefined) {
-      while (mailbox.length > 0 && (observer.state & (ACTIVE | BUSY)) === ACTIVE) {
-        const change = mailbox.shift()!;
-        this.#counters.queued--;
-        if (this.#deliverChecked(observer, change)) observer.delivered++;
-      }
+    while ((observer.state & (ACTIVE | BUSY)) === ACTIVE) {
+      const change = ext.prelude?.shift() ?? ext.mailbox?.shift();
+      if (change === undefined) break;
+      this.#counters.queued--;
+      if (this.#deliverChecked(observer, change)) observer.delivered++;
     }
     if ((observer.state & (ACTIVE | BUSY)) === ACTIVE && ext.gap !== undefined) this.#deliverGap(observer, ext);
   }
@@ -426,6 +440,9 @@ export class Dispatcher {
         ext.dropped++;
         this.#context.release(observer, 'slow-consumer');
         return;
+      case 'cancelled':
+        counters.cancelled++;
+        break;
     }
     const failure = mailbox.takeError();
     if (failure !== undefined) this.#fail(observer, failure.error, change);

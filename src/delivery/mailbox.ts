@@ -9,9 +9,10 @@ import type { Change, OverflowPolicy } from '../core/types.js';
  * - `dropped-newest`: the queue was full and the offered change was dropped (`drop-newest`, or a limit of 0);
  * - `coalesced`: merged into the pending change of its key, which moved to the back; the length is unchanged;
  * - `coalesced-away`: merged, and back where that pending change started: both are gone, the queue shrank by one;
- * - `disconnect`: the queue was full and the policy is `disconnect`: the observer must go.
+ * - `disconnect`: the queue was full and the policy is `disconnect`: the observer must go;
+ * - `cancelled`: the merge's `equals` emptied the queue (it removed the observer): the change goes nowhere.
  */
-export type Admission = 'queued' | 'dropped-oldest' | 'dropped-newest' | 'coalesced' | 'coalesced-away' | 'disconnect';
+export type Admission = 'queued' | 'dropped-oldest' | 'dropped-newest' | 'coalesced' | 'coalesced-away' | 'disconnect' | 'cancelled';
 
 /** Change detection for merges; the mailbox keeps what it throws for its owner to report. */
 export type Equals = (oldValue: unknown, newValue: unknown) => boolean;
@@ -35,6 +36,10 @@ export class Mailbox {
   readonly #newest: Map<string, number> | undefined;
   /** Under `coalesce`: for each slot, the absolute position of the previous pending change of its key, or -1. */
   #previous: number[] | undefined;
+  /** Bumped by {@link clear}: a merge whose `equals` cleared the queue (by removing its observer) stops there. */
+  #generation = 0;
+  /** Bumped by every change of the queue: a merge whose `equals` changed it otherwise starts over. */
+  #version = 0;
   /** What the last merge's `equals` threw, for the owner to report; cleared by {@link takeError}. */
   #error: { readonly error: unknown } | undefined = undefined;
 
@@ -81,6 +86,7 @@ export class Mailbox {
       const change = slots[position];
       slots[position] = undefined;
       this.#head++;
+      this.#version++;
       if (change === undefined) continue;
       this.#length--;
       if (this.#newest !== undefined && this.#newest.get(change.key) === this.#base + position) this.#newest.delete(change.key);
@@ -93,6 +99,7 @@ export class Mailbox {
   /** Empties the queue; returns how many changes it held. */
   clear(): number {
     const count = this.#length;
+    this.#generation++;
     this.#slots = [];
     this.#head = 0;
     this.#length = 0;
@@ -110,6 +117,7 @@ export class Mailbox {
 
   #push(change: Change): void {
     const position = this.#base + this.#slots.length;
+    this.#version++;
     this.#slots.push(change);
     this.#length++;
     if (this.#newest !== undefined) {
@@ -134,8 +142,9 @@ export class Mailbox {
   #merge(change: Change, equals: Equals): Admission | undefined {
     const position = this.#newest!.get(change.key);
     if (position === undefined) return undefined;
-    const slot = position - this.#base;
-    const pending = this.#slots[slot]!;
+    const pending = this.#slots[position - this.#base]!;
+    const generation = this.#generation;
+    const version = this.#version;
     let backToStart: boolean;
     try {
       backToStart = equals(pending.oldValue, change.newValue);
@@ -144,6 +153,10 @@ export class Mailbox {
       this.#error = { error };
       backToStart = false;
     }
+    // `equals` is the user's code: it may have removed the observer, and with it everything queued here.
+    if (generation !== this.#generation) return 'cancelled';
+    if (version !== this.#version) return this.offer(change, equals);
+    const slot = position - this.#base;
     this.#slots[slot] = undefined;
     this.#length--;
     const previous = this.#previous![slot]!;

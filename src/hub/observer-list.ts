@@ -54,12 +54,12 @@ export class ObserverList {
   /** The callback of a living observer, wherever it is kept. */
   callbackOf(observer: Observer): ObserverCallback | undefined {
     if (observer.ext !== undefined) return observer.ext.callback;
-    return this.#holds(observer) ? this.fns[observer.index] : undefined;
+    return this.holds(observer) ? this.fns[observer.index] : undefined;
   }
 
   /** Call after the observer's state has lost ACTIVE. */
   delete(observer: Observer): void {
-    if (this.#holds(observer)) this.fns[observer.index] = SLOW;
+    if (this.holds(observer)) this.fns[observer.index] = SLOW;
     observer.leaveMark = this.enqueued;
     this.size--;
     const holes = this.items.length - this.size;
@@ -75,7 +75,7 @@ export class ObserverList {
    * it is given), so that the fast loop sends it down the slow path from now on.
    */
   toSlowPath(observer: Observer): void {
-    if (this.#holds(observer)) this.fns[observer.index] = SLOW;
+    if (this.holds(observer)) this.fns[observer.index] = SLOW;
   }
 
   /** Marks the end of one dispatch job of this list. */
@@ -110,7 +110,8 @@ export class ObserverList {
     return this.items.filter((observer) => (observer.state & ACTIVE) !== 0);
   }
 
-  #holds(observer: Observer): boolean {
+  /** Whether this list holds `observer` (living, or a tombstone not yet compacted away). */
+  holds(observer: Observer): boolean {
     return observer.list === this && this.items[observer.index] === observer;
   }
 

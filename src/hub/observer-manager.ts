@@ -182,26 +182,26 @@ export class ObserverManager {
   }
 
   /**
-   * Hands `change` to the observer `sub` only, through its own queue: behind
-   * what is queued for it, ahead of any change not yet dispatched to it, with
-   * its queue bound, `callbackTimeoutMs`, `onError` and counters (it adds one
-   * to `fanOut`). What a store uses to give a new watcher the current values
-   * before any later change. The change is frozen (a frozen copy if it was not).
+   * Hands `change` to the observer `sub` only, ahead of every change queued
+   * for it or not yet dispatched to it (and behind those handed to it this way
+   * before), outside its queue bound, with its `callbackTimeoutMs`, `onError`
+   * and counters (it adds one to `fanOut`). What a store uses to give a new
+   * watcher the current values before any later change. The observer receives
+   * a frozen copy: `meta` a frozen plain object, `seq` 0 and `at` now unless given.
    * Returns `false`, delivering nothing, when `sub` is no longer registered.
-   * @throws HeraldError `HERALD_INVALID_ARGUMENT` for a handle of another hub or a change that is not one, `HERALD_CLOSED`.
+   * @throws HeraldError `HERALD_INVALID_ARGUMENT` for a handle that is not a living one of this hub's
+   * or a change that is not one, `HERALD_CLOSED`.
    */
   deliverTo<T = unknown>(sub: Subscription, change: Change<T>): boolean {
     this.#assertOpen('deliverTo');
     if (!(sub instanceof Observer) || sub.list.host !== this.#host) {
       throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'sub', 'a subscription of this hub', sub);
     }
-    if (!isPlainObject(change) || typeof change.key !== 'string' || change.key.length === 0) {
-      throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'change', 'a change: a plain object with a non-empty string `key`', change);
-    }
-    const frozen: Change = Object.isFrozen(change)
-      ? change
-      : Object.freeze({ key: change.key, oldValue: change.oldValue, newValue: change.newValue, meta: freezeMeta(change.meta), seq: change.seq, at: change.at });
-    return this.#dispatcher.deliverTo(sub, frozen);
+    const copy = copyChange(change);
+    if ((sub.state & ACTIVE) === 0) return false;
+    if (!sub.list.holds(sub)) throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'sub', 'a subscription of this hub', sub);
+    this.#dispatcher.deliverTo(sub, copy);
+    return true;
   }
 
   /**
@@ -337,7 +337,7 @@ export class ObserverManager {
         pattern: observer.list.isPattern ? observer.list.name : undefined,
         ageMs: now - observer.bornAt,
         alive: this.#deadReason(observer) === undefined,
-        queued: observer.ext?.mailbox?.length ?? 0,
+        queued: (observer.ext?.mailbox?.length ?? 0) + (observer.ext?.prelude?.length ?? 0),
         delivered: observer.list.visits(observer) + observer.delivered,
         errors: observer.ext?.errors ?? 0,
         dropped: observer.ext?.dropped ?? 0,
@@ -447,13 +447,14 @@ export class ObserverManager {
   }
 
   #release(observer: Observer, reason: CloseReason): boolean {
-    if ((observer.state & ACTIVE) === 0) return false;
+    // The list check refuses an object that only looks like one of this hub's observers (`Object.create(sub)`).
+    if ((observer.state & ACTIVE) === 0 || !observer.list.holds(observer)) return false;
     observer.state = 0;
     this.#registry.remove(observer);
     this.#counters.observersRemoved++;
     const ext = observer.ext;
     if (ext !== undefined) {
-      this.#dispatcher.cancelQueued(ext);
+      this.#dispatcher.forget(observer, ext);
       this.#lifecycle.detach(observer, ext);
     }
     if (channels.observer.hasSubscribers) {
@@ -509,6 +510,29 @@ export class ObserverManager {
   #assertOpen(method: string): void {
     if (this.#closed) throw new ClosedError(`cannot \`${method}\`: the hub is closed`);
   }
+}
+
+/** A frozen copy of a change handed to `deliverTo`, each field read once; a refusal names what is wrong. */
+function copyChange(change: unknown): Change {
+  const refuse = (what: string): InvalidArgumentError => InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'change', what, change);
+  let key: unknown, oldValue: unknown, newValue: unknown, meta: unknown, seq: unknown, at: unknown;
+  try {
+    if (!isPlainObject(change)) throw refuse('a change: a plain object');
+    ({ key, oldValue, newValue, meta, seq, at } = change);
+  } catch (error) {
+    // A getter or Proxy trap of the caller's that throws is refused like any other bad change.
+    throw error instanceof InvalidArgumentError ? error : refuse('a change whose fields can be read');
+  }
+  if (typeof key !== 'string' || key.length === 0) throw refuse('a change with a non-empty string `key`');
+  if (seq !== undefined && (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0)) throw refuse('a change whose `seq` is an integer >= 0 or undefined');
+  if (at !== undefined && (typeof at !== 'number' || !Number.isFinite(at))) throw refuse('a change whose `at` is a finite number or undefined');
+  let frozenMeta: Meta;
+  try {
+    frozenMeta = freezeMeta(meta);
+  } catch {
+    throw refuse('a change whose `meta` is a plain object or undefined');
+  }
+  return Object.freeze({ key, oldValue, newValue, meta: frozenMeta, seq: seq ?? 0, at: at ?? Date.now() });
 }
 
 function defaultOnError(error: unknown, context: ErrorContext): void {

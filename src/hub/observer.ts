@@ -32,6 +32,8 @@ export class ObserverExt {
   /** Driven by a consumer's pull (watch): never timed out and never awaited by `drain()`. */
   pull = false;
   mailbox: Mailbox | undefined = undefined;
+  /** Changes handed by `deliverTo`, delivered before the mailbox's: outside its bound, oldest first. */
+  prelude: Change[] | undefined = undefined;
   errors = 0;
   dropped = 0;
   onGap: ((gap: Gap) => unknown) | undefined = undefined;

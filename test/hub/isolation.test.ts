@@ -115,3 +115,76 @@ test('coalesce - an equals that throws while merging a full queue is reported, t
   assert.equal(s.deliveries + s.dropped + s.coalesced + s.cancelled, s.fanOut);
   assert.equal(s.pending, 0);
 });
+
+test('coalesce - an equals that removes the observer in the middle of a merge: the change is cancelled and the accounting stays exact', async (t) => {
+  const holder: { sub?: { unsubscribe(): boolean } } = {};
+  const hub = new ObserverManager({
+    sweepIntervalMs: 0,
+    equals: (a, b) => {
+      if (a === 1 && b === 3) holder.sub?.unsubscribe(); // the merge of the queued 1→2 with 2→3 compares 1 with 3
+      return Object.is(a, b);
+    },
+  });
+  t.after(() => hub.close());
+  let release!: () => void;
+  let started!: () => void;
+  const inFlight = new Promise<void>((resolve) => (started = resolve));
+  holder.sub = hub.observe('k', (change) => {
+    if (change.newValue !== 1) return undefined;
+    started();
+    return new Promise<void>((resolve) => (release = resolve));
+  }, { queue: { limit: 1, overflow: 'coalesce' } });
+  hub.notify('k', 0, 1);
+  await within(inFlight, 5000, 'change 1 in flight');
+  hub.notify('k', 1, 2);
+  hub.notify('k', 2, 3);
+  release();
+  await within(hub.drain(), 5000, 'drain');
+  const s = hub.getStats();
+  assert.equal(s.queued, 0);
+  assert.equal(s.pending, 0);
+  assert.equal(s.deliveries + s.dropped + s.coalesced + s.cancelled, s.fanOut);
+  assert.deepEqual([s.deliveries, s.cancelled], [1, 2]);
+});
+
+test('isAlive - a probe that removes its own observer and says true: the change is cancelled, no callback runs, no error', async (t) => {
+  const { hub, errors } = hubFor(t);
+  let calls = 0;
+  const sub = hub.observe('k', () => void calls++, { isAlive: () => { sub.unsubscribe(); return true; } });
+  hub.notify('k', 0, 1);
+  await within(hub.drain(), 5000, 'drain');
+  assert.equal(calls, 0);
+  assert.deepEqual(errors, []);
+  const s = hub.getStats();
+  assert.deepEqual([s.deliveries, s.cancelled, s.deliveryErrors], [0, 1, 0]);
+});
+
+test('delivery - a thenable that settles twice, or throws after settling, counts once, as a promise would', async (t) => {
+  const { hub, errors } = hubFor(t);
+  const thenables = [
+    { then: (resolve: () => void) => { resolve(); throw new Error('after resolve'); } },
+    { then: (resolve: () => void, reject: (e: unknown) => void) => { resolve(); reject(new Error('after resolve')); } },
+    { then: (_: unknown, reject: (e: unknown) => void) => { reject(new Error('first')); reject(new Error('second')); } },
+  ];
+  for (const [i, thenable] of thenables.entries()) hub.observe(`t${i}`, () => thenable);
+  for (let i = 0; i < thenables.length; i++) hub.notify(`t${i}`, 0, 1);
+  await within(hub.drain(), 5000, 'drain');
+  assert.deepEqual(errors.map((e) => (e as Error).message), ['first']);
+  assert.equal(hub.getStats().deliveryErrors, 1);
+});
+
+test('unsubscribe() - removal wins over a pending promise too: drain() and close() no longer wait for a removed observer', async (t) => {
+  const hub = new ObserverManager({ sweepIntervalMs: 0, callbackTimeoutMs: Infinity });
+  t.after(() => hub.close());
+  let started!: () => void;
+  const inFlight = new Promise<void>((resolve) => (started = resolve));
+  const sub = hub.observe('k', () => {
+    started();
+    return new Promise<void>(() => {}); // never settles
+  });
+  hub.notify('k', 0, 1);
+  await within(inFlight, 5000, 'the callback running');
+  sub.unsubscribe();
+  await within(hub.drain(), 5000, 'drain after the removal');
+  await within(hub.close(), 5000, 'close');
+});

@@ -113,3 +113,32 @@ test('scope.observe() - refuses what observe() refuses, onClose included, and re
   assert.deepEqual(hub.keys(), []);
   assert.deepEqual(hub.patterns(), []);
 });
+
+test('remove() - an object that only inherits from a handle removes nothing; the observer stays and is served', async (t) => {
+  const { hub } = hubFor(t);
+  let got = 0;
+  const sub = hub.observe('k', () => void got++);
+  const fake = Object.create(sub) as Subscription;
+  assert.equal(hub.remove(fake), false);
+  assert.equal(fake.unsubscribe(), false);
+  assert.equal(sub.active, true);
+  assert.equal(hub.observerCount('k'), 1);
+  assert.deepEqual(hub.keys(), ['k']);
+  hub.notify('k', 0, 1);
+  await within(hub.drain(), 5000, 'drain');
+  assert.equal(got, 1);
+});
+
+test('observe() - a signal that only inherits from AbortSignal is refused with HERALD_INVALID_OPTION, and nothing is registered', (t) => {
+  const { hub } = hubFor(t);
+  const inherited = Object.create(AbortSignal.prototype) as AbortSignal;
+  const withOwnAborted = Object.defineProperty(Object.create(AbortSignal.prototype), 'aborted', { value: false }) as AbortSignal;
+  for (const signal of [inherited, withOwnAborted]) {
+    assert.throws(() => hub.observe('k', () => {}, { signal }), { code: 'HERALD_INVALID_OPTION' });
+    assert.throws(() => hub.observePattern('x/*', () => {}, { signal }), { code: 'HERALD_INVALID_OPTION' });
+    assert.throws(() => hub.watch('k', { signal }), { code: 'HERALD_INVALID_OPTION' });
+  }
+  assert.deepEqual(hub.keys(), []);
+  assert.deepEqual(hub.patterns(), []);
+  assert.equal(hub.observerCount(), 0);
+});

@@ -199,6 +199,25 @@ export function storeSuite(options: StoreSuiteOptions): void {
       assert.deepEqual(seen.map((c) => [c.newValue, c.meta['version'], c.meta['current'] ?? false]), [[1, 1, true], [2, 2, false]]);
     });
 
+    test('watchSession() - includeCurrent delivers every current value, whatever the watcher\'s queue bound', async ({ make }) => {
+      const { hub, store } = await make();
+      const id = uniqueId();
+      await store.createSession(id);
+      await store.transaction(id, async (tx) => {
+        for (let i = 0; i < 1500; i++) await tx.set(`v${i}`, i);
+      });
+      const names = new Set<string>();
+      const closed: CloseReason[] = [];
+      const sub = await store.watchSession(id, (c) => void names.add(c.meta['name'] as string), {
+        includeCurrent: true, queue: { limit: 2, overflow: 'disconnect' }, onClose: (reason) => void closed.push(reason),
+      });
+      await drain(hub);
+      assert.equal(names.size, 1500);
+      assert.deepEqual(closed, []);
+      assert.equal(sub.active, true);
+      sub.unsubscribe();
+    });
+
     test('watch() - includeCurrent leaves no gap and no duplicate while writes race with the call', async ({ make }) => {
       const { hub, store } = await make();
       const id = uniqueId();
