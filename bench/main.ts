@@ -15,9 +15,10 @@ import { writeCharts } from './chart.js';
 import { clusterBench, engineProblem, engineUrls } from './cluster.js';
 import { ALL, floor, herald, makeObservers, PEERS, readSink, type Contender, type Fn, type Instance } from './contenders.js';
 import {
-  CHURN, clusterName, consoleReport, cycleGrowthName, evaluateTargets, fanoutName, FIXED_COSTS, idleHeapName, MEMORY_STORE, MIXED_HUB,
+  CHURN, COALESCE_OVERLOAD, clusterName, consoleReport, cycleGrowthName, evaluateTargets, fanoutName, FIXED_COSTS, idleHeapName, MEMORY_STORE, MIXED_HUB,
   NO_OBSERVERS, postgresStoreName, removalName, type Kinds, type Result, type ResultsFile, type Settings,
 } from './report.js';
+import { ObserverManager } from '../src/index.js';
 import { memoryStoreBench, postgresStoreBench, type StoreResults } from './stores.js';
 
 const started = Date.now();
@@ -179,6 +180,28 @@ async function churn(batch: number, rounds: number): Promise<void> {
           instance.emit('churn', value, ++value);
         }
         return instance.settle?.();
+      },
+    };
+  }, rounds);
+}
+
+/**
+ * The overload `coalesce` exists for: an observer stuck on a promise, its
+ * queue full of one change of each of 10 000 keys, and one more change of
+ * each arriving, merged into that key's pending change. Herald alone: the
+ * peers have no queues.
+ */
+async function coalesceOverload(rounds: number): Promise<void> {
+  const keys = 10_000;
+  await timed(COALESCE_OVERLOAD, [herald], () => {
+    const hub = new ObserverManager({ sweepIntervalMs: 0, callbackTimeoutMs: Infinity });
+    hub.observePattern('co/*', () => new Promise<void>(() => {}), { queue: { limit: keys, overflow: 'coalesce' } });
+    for (let i = 0; i <= keys; i++) hub.notify(`co/${i % keys}`, value, ++value);
+    return {
+      ops: keys,
+      run: async () => {
+        for (let i = 0; i < keys; i++) hub.notify(`co/${i}`, value, ++value);
+        await nextTask(); // the dispatch runs on the microtask queue: by the next task every change is merged
       },
     };
   }, rounds);
@@ -361,6 +384,7 @@ for (const pattern of [false, true]) {
 }
 await mixedHub(R);
 await churn(QUICK ? 50 : 200, R);
+await coalesceOverload(QUICK ? 3 : 11);
 await removeAll(10_000, QUICK ? [herald, floor] : [herald, floor, ...PEERS], settings.removalRounds);
 await removeAll(100_000, [herald, floor], settings.removalRounds);
 await idleHeap(QUICK ? 20_000 : 50_000, settings.idleHeapRounds);

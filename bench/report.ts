@@ -64,6 +64,7 @@ export const fanoutName = (observers: number, kinds: Kinds, pattern = false): st
 export const NO_OBSERVERS = 'notify a key with no observers';
 export const MIXED_HUB = 'mixed hub: 212 keys with 1, 10, 100 and 1000 observers';
 export const CHURN = 'churn at 1000 observers: unsubscribe one, observe one, notify';
+export const COALESCE_OVERLOAD = 'a busy observer under coalesce with a full queue of 10 000 keys: one more change of each key (per change)';
 export const removalName = (observers: number): string => `remove ${observers} observers of one key in random order (total)`;
 export const idleHeapName = (observers: number): string => `retained heap per idle observer, handle included (${observers} observers)`;
 export const cycleGrowthName = (cycles: number, peerCycles: number): string =>
