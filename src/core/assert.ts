@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from './errors.js';
-import type { CloseReason, Meta, ObserveOptions, OverflowPolicy, QueueOptions } from './types.js';
+import type { Change, CloseReason, Meta, ObserveOptions, OverflowPolicy, QueueOptions, WatchOptions } from './types.js';
 
 export const OVERFLOW_POLICIES: readonly OverflowPolicy[] = ['drop-oldest', 'drop-newest', 'coalesce', 'disconnect'];
 
@@ -112,6 +112,21 @@ export function assertObserveOptions(options: unknown): void {
   assertQueue(o.queue, 'options.queue');
 }
 
+/** Checks the options of `watch`. */
+export function assertWatchOptions(options: unknown): void {
+  if (options === undefined) return;
+  assertOptions(options, 'options');
+  const o = options as WatchOptions;
+  assertSignal(o.signal, 'options.signal');
+  assertQueue(o.queue, 'options.queue');
+  if (o.label !== undefined && typeof o.label !== 'string') {
+    throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.label', 'a string or undefined', o.label);
+  }
+  if (o.gaps !== undefined && o.gaps !== 'throw' && o.gaps !== 'yield') {
+    throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.gaps', "'throw' or 'yield'", o.gaps);
+  }
+}
+
 export const EMPTY_META: Meta = Object.freeze({});
 
 /**
@@ -131,4 +146,27 @@ export const CLOSE_REASONS: readonly CloseReason[] = [
 
 export function assertNever(value: never): never {
   throw new Error(`unreachable: ${String(value)}`);
+}
+
+/** A frozen copy of a change handed to `deliverTo`, each field read once; a refusal names what is wrong. */
+export function toChange(change: unknown): Change {
+  const refuse = (what: string): InvalidArgumentError => InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'change', what, change);
+  let key: unknown, oldValue: unknown, newValue: unknown, meta: unknown, seq: unknown, at: unknown;
+  try {
+    if (!isPlainObject(change)) throw refuse('a change: a plain object');
+    ({ key, oldValue, newValue, meta, seq, at } = change);
+  } catch (error) {
+    // A getter or Proxy trap of the caller's that throws is refused like any other bad change.
+    throw error instanceof InvalidArgumentError ? error : refuse('a change whose fields can be read');
+  }
+  if (typeof key !== 'string' || key.length === 0) throw refuse('a change with a non-empty string `key`');
+  if (seq !== undefined && (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0)) throw refuse('a change whose `seq` is an integer >= 0 or undefined');
+  if (at !== undefined && (typeof at !== 'number' || !Number.isFinite(at))) throw refuse('a change whose `at` is a finite number or undefined');
+  let frozenMeta: Meta;
+  try {
+    frozenMeta = freezeMeta(meta);
+  } catch {
+    throw refuse('a change whose `meta` is a plain object or undefined');
+  }
+  return Object.freeze({ key, oldValue, newValue, meta: frozenMeta, seq: seq ?? 0, at: at ?? Date.now() });
 }

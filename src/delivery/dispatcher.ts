@@ -6,6 +6,7 @@ import { SLOW, type ObserverList } from '../hub/observer-list.js';
 import type { Counters } from '../stats/counters.js';
 import { LatencyRecorder } from '../stats/latency.js';
 import { Deadlines } from './deadlines.js';
+import { callContained, type Then } from './contain.js';
 import { Mailbox, type Equals } from './mailbox.js';
 
 /** What the dispatcher needs of the rest of the hub. */
@@ -247,7 +248,7 @@ export class Dispatcher {
       if (first === -1) break;
       const list = lists[first]!;
       const from = cursors[first]!;
-      const to = secondN === Infinity ? lengths[first]! : firstAtLeast(list.items, from + 1, lengths[first]!, secondN);
+      const to = secondN === Infinity ? lengths[first]! : list.firstAtLeast(from + 1, lengths[first]!, secondN);
       cursors[first] = to;
       this.#dispatchRange(change, list, from, to);
     }
@@ -490,37 +491,3 @@ export class Dispatcher {
     for (const resolve of waiters) resolve();
   }
 }
-
-/** The first index in `items[from..to)` whose registration number is at least `n` (they are sorted), or `to`. */
-function firstAtLeast(items: readonly Observer[], from: number, to: number, n: number): number {
-  let lo = from;
-  let hi = to;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (items[mid]!.n < n) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-type Then = (this: unknown, onFulfilled?: (value: unknown) => void, onRejected?: (error: unknown) => void) => unknown;
-
-/**
- * Calls a user's hook (`onClose`, `onGap`, `onError`) so that nothing it
- * does escapes: a throw is caught, and a returned promise that rejects is
- * handled. Returns false when it failed synchronously.
- */
-export function callContained<A extends unknown[]>(hook: (...args: A) => unknown, ...args: A): boolean {
-  try {
-    const result = hook(...args);
-    if ((typeof result === 'object' || typeof result === 'function') && result !== null) {
-      const then = (result as { then?: unknown }).then;
-      if (typeof then === 'function') (then as Then).call(result, undefined, ignore);
-    }
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function ignore(): void {}

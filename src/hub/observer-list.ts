@@ -105,6 +105,19 @@ export class ObserverList {
     return undefined;
   }
 
+  /** The first index in `items[from..to)` whose registration number is at least `n` (they are sorted by it), or `to`. */
+  firstAtLeast(from: number, to: number, n: number): number {
+    const items = this.items;
+    let lo = from;
+    let hi = to;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (items[mid]!.n < n) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
   /** The living observers, in registration order. */
   living(): Observer[] {
     return this.items.filter((observer) => (observer.state & ACTIVE) !== 0);

@@ -1,14 +1,15 @@
 import type { BackplanePort, Gap } from '../core/backplane-port.js';
 import { ClosedError, InvalidArgumentError } from '../core/errors.js';
 import {
-  assertCallback, assertKey, assertObserveOptions, assertOptions, assertQueue, assertSignal, CLOSE_REASONS, EMPTY_META, freezeMeta,
-  invalidKey, isPlainObject, optionalDuration, optionalFunction,
+  assertCallback, assertKey, assertObserveOptions, assertOptions, assertQueue, assertWatchOptions, CLOSE_REASONS, EMPTY_META, freezeMeta,
+  invalidKey, optionalDuration, optionalFunction, toChange,
 } from '../core/assert.js';
 import type {
   Change, CloseReason, ErrorContext, HubOptions, Inspection, Meta, ObserveOptions, ObserverCallback,
   ObserverInfo, OverflowPolicy, Stats, Subscription, WatchOptions,
 } from '../core/types.js';
-import { callContained, Dispatcher } from '../delivery/dispatcher.js';
+import { callContained } from '../delivery/contain.js';
+import { Dispatcher } from '../delivery/dispatcher.js';
 import { PendingNotifications, type BatchTarget } from '../delivery/pending.js';
 import { createWatch } from '../delivery/watch-iterator.js';
 import { LifecycleTracker } from '../lifecycle/lifecycle-tracker.js';
@@ -197,7 +198,7 @@ export class ObserverManager {
     if (!(sub instanceof Observer) || sub.list.host !== this.#host) {
       throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'sub', 'a subscription of this hub', sub);
     }
-    const copy = copyChange(change);
+    const copy = toChange(change);
     if ((sub.state & ACTIVE) === 0) return false;
     if (!sub.list.holds(sub)) throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'sub', 'a subscription of this hub', sub);
     this.#dispatcher.deliverTo(sub, copy);
@@ -273,15 +274,7 @@ export class ObserverManager {
   watch<T = unknown>(key: string, options?: WatchOptions): AsyncIterableIterator<Change<T> | Gap> {
     this.#assertOpen('watch');
     assertKey(key);
-    assertOptions(options, 'options');
-    assertSignal(options?.signal, 'options.signal');
-    assertQueue(options?.queue, 'options.queue');
-    if (options?.label !== undefined && typeof options.label !== 'string') {
-      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.label', 'a string or undefined', options.label);
-    }
-    if (options?.gaps !== undefined && options.gaps !== 'throw' && options.gaps !== 'yield') {
-      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.gaps', "'throw' or 'yield'", options.gaps);
-    }
+    assertWatchOptions(options);
     return createWatch<T>((callback, observeOptions) => this.#register(this.#registry.listFor(key), callback, observeOptions, true), options);
   }
 
@@ -349,30 +342,12 @@ export class ObserverManager {
 
   /** Counters since the hub started, and recent dispatch latency. */
   getStats(): Stats {
-    const c = this.#counters;
-    return {
-      observersAdded: c.observersAdded,
-      observersRemoved: c.observersRemoved,
-      activeObservers: this.#activeObservers(),
+    return this.#counters.toStats({
       keys: this.#registry.keyCount,
-      notifications: c.notifications,
-      notificationsSkipped: c.notificationsSkipped,
-      fanOut: c.fanOut,
-      deliveries: c.deliveries,
-      deliveryErrors: c.deliveryErrors,
-      deliveryTimeouts: c.deliveryTimeouts,
-      dropped: c.dropped,
-      coalesced: c.coalesced,
-      cancelled: c.cancelled,
-      pending: c.pending,
-      cleanupRuns: c.cleanupRuns,
-      deadObserversRemoved: c.deadObserversRemoved,
-      queued: c.queued,
       uptimeMs: Date.now() - this.#startedAt,
       latency: this.#latency.snapshot(),
-      gapSignals: c.gapSignals,
       ...(this.#cluster === undefined ? {} : { backplane: this.#cluster.stats() }),
-    };
+    });
   }
 
   /** Runs one cleanup pass now: removes observers whose owner is gone or whose `isAlive` says false. Returns how many. */
@@ -510,29 +485,6 @@ export class ObserverManager {
   #assertOpen(method: string): void {
     if (this.#closed) throw new ClosedError(`cannot \`${method}\`: the hub is closed`);
   }
-}
-
-/** A frozen copy of a change handed to `deliverTo`, each field read once; a refusal names what is wrong. */
-function copyChange(change: unknown): Change {
-  const refuse = (what: string): InvalidArgumentError => InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'change', what, change);
-  let key: unknown, oldValue: unknown, newValue: unknown, meta: unknown, seq: unknown, at: unknown;
-  try {
-    if (!isPlainObject(change)) throw refuse('a change: a plain object');
-    ({ key, oldValue, newValue, meta, seq, at } = change);
-  } catch (error) {
-    // A getter or Proxy trap of the caller's that throws is refused like any other bad change.
-    throw error instanceof InvalidArgumentError ? error : refuse('a change whose fields can be read');
-  }
-  if (typeof key !== 'string' || key.length === 0) throw refuse('a change with a non-empty string `key`');
-  if (seq !== undefined && (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0)) throw refuse('a change whose `seq` is an integer >= 0 or undefined');
-  if (at !== undefined && (typeof at !== 'number' || !Number.isFinite(at))) throw refuse('a change whose `at` is a finite number or undefined');
-  let frozenMeta: Meta;
-  try {
-    frozenMeta = freezeMeta(meta);
-  } catch {
-    throw refuse('a change whose `meta` is a plain object or undefined');
-  }
-  return Object.freeze({ key, oldValue, newValue, meta: frozenMeta, seq: seq ?? 0, at: at ?? Date.now() });
 }
 
 function defaultOnError(error: unknown, context: ErrorContext): void {

@@ -1,3 +1,5 @@
+import type { Stats } from '../core/types.js';
+
 /**
  * The hub's counters, written in place by the modules that do the counting
  * (one object with fixed fields: the hot path's increments stay cheap).
@@ -22,8 +24,35 @@ export class Counters {
   queued = 0;
   gapSignals = 0;
 
-  /** Snapshot-to-be of deliveries not yet settled into one of the four outcomes. */
+  /** Deliveries not yet settled into one of the four outcomes. */
   get pending(): number {
     return this.fanOut - this.deliveries - this.dropped - this.coalesced - this.cancelled;
+  }
+
+  /** The public {@link Stats}: these counters, and what only the hub knows. */
+  toStats(hub: Pick<Stats, 'keys' | 'uptimeMs' | 'latency' | 'backplane'>): Stats {
+    return {
+      observersAdded: this.observersAdded,
+      observersRemoved: this.observersRemoved,
+      activeObservers: this.observersAdded - this.observersRemoved,
+      keys: hub.keys,
+      notifications: this.notifications,
+      notificationsSkipped: this.notificationsSkipped,
+      fanOut: this.fanOut,
+      deliveries: this.deliveries,
+      deliveryErrors: this.deliveryErrors,
+      deliveryTimeouts: this.deliveryTimeouts,
+      dropped: this.dropped,
+      coalesced: this.coalesced,
+      cancelled: this.cancelled,
+      pending: this.pending,
+      cleanupRuns: this.cleanupRuns,
+      deadObserversRemoved: this.deadObserversRemoved,
+      queued: this.queued,
+      uptimeMs: hub.uptimeMs,
+      latency: hub.latency,
+      gapSignals: this.gapSignals,
+      ...(hub.backplane === undefined ? {} : { backplane: hub.backplane }),
+    };
   }
 }
