@@ -196,24 +196,28 @@ export class Dispatcher {
   /**
    * The hot loop, over slots `from` to `to` of one list: for an idle plain
    * observer it reads nothing but its callback from the dense `fns` array.
-   * Anything else (`SLOW`) takes the slow path.
+   * Anything else (`SLOW`) takes the slow path. Only the call itself is
+   * inside the `try`.
    */
   #dispatchRange(change: Change, list: ObserverList, from: number, to: number): void {
     const fns = list.fns;
+    const items = list.items;
     let delivered = 0;
     for (let i = from; i < to; i++) {
       const fn = fns[i]!;
       if (fn === SLOW) {
-        this.#visitSlow(list.items[i]!, change, list);
+        this.#visitSlow(items[i]!, change, list);
         continue;
       }
       delivered++;
+      let result: unknown;
       try {
-        const result = fn(change);
-        if (result !== undefined) this.#returned(list.items[i]!, result, change);
+        result = fn(change);
       } catch (error) {
-        this.#fail(list.items[i]!, error, change);
+        this.#fail(items[i]!, error, change);
+        continue;
       }
+      if (result !== undefined) this.#returned(items[i]!, result, change);
     }
     this.#counters.deliveries += delivered;
   }

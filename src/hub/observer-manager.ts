@@ -213,6 +213,12 @@ export class ObserverManager {
   #accept(key: string, oldValue: unknown, newValue: unknown, meta: Meta, at: number): void {
     const registry = this.#registry;
     const own = registry.listOf(key);
+    if (own === undefined && !registry.hasPatterns && !channels.notify.hasSubscribers) {
+      // Nobody to tell: the change only takes its seq.
+      this.#seq++;
+      this.#counters.notifications++;
+      return;
+    }
     let lists: ObserverList[] | undefined;
     if (registry.hasPatterns) {
       const matched: ObserverList[] = [];
