@@ -59,6 +59,13 @@ export class Dispatcher {
   readonly #flush = (): void => this.#runJobs();
   /** Returned promises pending, of observers `drain()` waits for. */
   #awaited = 0;
+  /**
+   * Frames of the dispatcher's own work on the stack (the job loop, an
+   * observer resuming after its promise). While one runs, users' code may
+   * call back in (a thenable settling at once, an `equals`, an unsubscribe):
+   * a settlement then waits for a microtask, and `drain()` for the frame to end.
+   */
+  #depth = 0;
   readonly #deadlines: Deadlines<Observer> | undefined;
   #drainWaiters: (() => void)[] = [];
 
@@ -161,6 +168,19 @@ export class Dispatcher {
   }
 
   #runJobs(): void {
+    this.#depth++;
+    try {
+      this.#runQueued();
+    } finally {
+      this.#jobs.length = 0;
+      this.#jobHead = 0;
+      this.#scheduled = false;
+      this.#depth--;
+    }
+    this.#settleDrain();
+  }
+
+  #runQueued(): void {
     const jobs = this.#jobs;
     while (this.#jobHead < jobs.length) {
       const i = this.#jobHead;
@@ -181,10 +201,6 @@ export class Dispatcher {
         this.#jobHead = 0;
       }
     }
-    jobs.length = 0;
-    this.#jobHead = 0;
-    this.#scheduled = false;
-    this.#settleDrain();
   }
 
   /** One list, up to its length at notify time. */
@@ -276,11 +292,16 @@ export class Dispatcher {
     }
   }
 
-  /** An observer made BUSY by {@link deliverTo}: it works off its queues now. */
+  /**
+   * An observer made BUSY by {@link deliverTo}: it works off its queues now,
+   * unless a promise it returned meanwhile holds it (its settlement resumes it).
+   */
   #dispatchPump(observer: Observer): void {
     if ((observer.state & ACTIVE) === 0) return; // what it held was cancelled at its removal
+    const ext = observer.ext!;
+    if (ext.awaiting) return;
     observer.state &= ~BUSY;
-    this.#resume(observer, observer.ext!);
+    this.#resume(observer, ext);
   }
 
   /** Delivers after the liveness check; returns whether the callback was invoked. */
@@ -347,11 +368,11 @@ export class Dispatcher {
       this.#deadlines?.add(observer);
     }
     // As a promise would: the first settlement counts, and later calls (or a throw after it) are ignored.
-    // A thenable may call back at once, inside `then`: the settlement then waits for a microtask.
+    // A thenable may call back from inside the dispatcher's own work (inside `then`, from an `equals`,
+    // from another callback): the settlement then waits for a microtask, as a promise's would.
     let settled = false;
-    let inside = true;
     const finish = (): void => {
-      if (inside) queueMicrotask(() => this.#settle(observer, ext, token));
+      if (this.#depth > 0) queueMicrotask(() => this.#settle(observer, ext, token));
       else this.#settle(observer, ext, token);
     };
     const settle = (): void => {
@@ -370,7 +391,6 @@ export class Dispatcher {
     } catch (error) {
       reject(error);
     }
-    inside = false;
   }
 
   #settle(observer: Observer, ext: ObserverExt, token: number): void {
@@ -398,7 +418,12 @@ export class Dispatcher {
     }
     if ((observer.state & ACTIVE) !== 0) {
       observer.state &= ~BUSY;
-      this.#resume(observer, ext);
+      this.#depth++;
+      try {
+        this.#resume(observer, ext);
+      } finally {
+        this.#depth--;
+      }
     }
     this.#settleDrain();
   }
@@ -489,7 +514,7 @@ export class Dispatcher {
   }
 
   #settleDrain(): void {
-    if (this.#drainWaiters.length === 0 || !this.idle) return;
+    if (this.#depth > 0 || this.#drainWaiters.length === 0 || !this.idle) return;
     const waiters = this.#drainWaiters;
     this.#drainWaiters = [];
     for (const resolve of waiters) resolve();

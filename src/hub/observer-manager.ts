@@ -19,7 +19,7 @@ import { LatencyRecorder } from '../stats/latency.js';
 import { ClusterLink } from './cluster-link.js';
 import { ACTIVE, Observer, ObserverExt, PROBED, type ObserverHost } from './observer.js';
 import type { ObserverList } from './observer-list.js';
-import { parsePattern } from './pattern.js';
+import { matchesPattern, parsePattern } from './pattern.js';
 import { Registry } from './registry.js';
 import { Scope } from './scope.js';
 
@@ -195,10 +195,14 @@ export class ObserverManager {
    */
   deliverTo<T = unknown>(sub: Subscription, change: Change<T>): boolean {
     this.#assertOpen('deliverTo');
-    if (!(sub instanceof Observer) || sub.list.host !== this.#host) {
+    // An own `state`: an object that only inherits from a handle is no handle.
+    if (!(sub instanceof Observer) || !Object.hasOwn(sub, 'state') || sub.list.host !== this.#host) {
       throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'sub', 'a subscription of this hub', sub);
     }
     const copy = toChange(change);
+    if (sub.list.isPattern ? !matchesPattern(sub.list.name, copy.key) : copy.key !== sub.list.name) {
+      throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'change.key', `a key that \`sub\` observes (${JSON.stringify(sub.key)})`, copy.key);
+    }
     if ((sub.state & ACTIVE) === 0) return false;
     if (!sub.list.holds(sub)) throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'sub', 'a subscription of this hub', sub);
     this.#dispatcher.deliverTo(sub, copy);

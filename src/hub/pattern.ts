@@ -24,6 +24,19 @@ export function parsePattern(pattern: unknown): string[] {
   return segments;
 }
 
+/** Whether `key` matches `pattern` (a pattern that {@link parsePattern} accepts), as the trie would match it. */
+export function matchesPattern(pattern: string, key: string): boolean {
+  const want = pattern.split('/');
+  const have = key.split('/');
+  const rest = want[want.length - 1] === '**';
+  const fixed = rest ? want.length - 1 : want.length;
+  if (rest ? have.length <= fixed : have.length !== fixed) return false;
+  for (let i = 0; i < fixed; i++) {
+    if (want[i] !== '*' && want[i] !== have[i]) return false;
+  }
+  return true;
+}
+
 /** One node of the pattern trie. */
 export class PatternNode {
   readonly parent: PatternNode | undefined;

@@ -92,3 +92,38 @@ test('deliverTo() - on a removed observer returns false and delivers nothing; on
   await hub.close();
   assert.throws(() => hub.deliverTo(sub, current('k', 1)), { code: 'HERALD_CLOSED' });
 });
+
+test('deliverTo() - from inside the observer\'s own callback that then returns a promise: the next delivery waits for it, timeouts count, drain() and close() end', async (t) => {
+  const errors: unknown[] = [];
+  const hub = new ObserverManager({ sweepIntervalMs: 0, callbackTimeoutMs: 50, onError: (error) => void errors.push(error) });
+  t.after(() => hub.close());
+  const seen: unknown[] = [];
+  const timeoutsSeenAtCall: number[] = [];
+  const sub = hub.observe('k', (change) => {
+    seen.push(change.newValue);
+    timeoutsSeenAtCall.push(hub.getStats().deliveryTimeouts);
+    if (change.newValue === 1) hub.deliverTo(sub, current('k', 'pre'));
+    return new Promise<void>(() => {}); // never settles: each delivery ends by its timeout
+  }, { label: 'takes the slow path' });
+  hub.notify('k', 0, 1);
+  await within(hub.drain(), 5000, 'drain');
+  assert.deepEqual(seen, [1, 'pre']);
+  assert.deepEqual(timeoutsSeenAtCall, [0, 1], 'the second delivery began only once the first had timed out');
+  const s = hub.getStats();
+  assert.deepEqual([s.deliveries, s.deliveryTimeouts, s.pending, s.queued], [2, 2, 0, 0]);
+  assert.equal(errors.length, 2);
+  await within(hub.close(), 5000, 'close');
+});
+
+test('deliverTo() - a change must be of a key the observer observes', (t) => {
+  const { hub } = hubFor(t);
+  const sub = hub.observe('k', () => {});
+  const pattern = hub.observePattern('a/*/c', () => {});
+  assert.throws(() => hub.deliverTo(sub, current('other', 1)), { code: 'HERALD_INVALID_ARGUMENT', message: /change\.key/ });
+  assert.throws(() => hub.deliverTo(pattern, current('a/b/d', 1)), { code: 'HERALD_INVALID_ARGUMENT' });
+  assert.throws(() => hub.deliverTo(pattern, current('a/b/c/d', 1)), { code: 'HERALD_INVALID_ARGUMENT' });
+  assert.equal(hub.deliverTo(pattern, current('a/b/c', 1)), true);
+  const dead = hub.observe('k', () => {});
+  dead.unsubscribe();
+  assert.throws(() => hub.deliverTo(Object.create(dead) as never, current('k', 1)), { code: 'HERALD_INVALID_ARGUMENT' });
+});

@@ -188,3 +188,73 @@ test('unsubscribe() - removal wins over a pending promise too: drain() and close
   await within(hub.drain(), 5000, 'drain after the removal');
   await within(hub.close(), 5000, 'close');
 });
+
+test('delivery - a thenable settled from inside the dispatcher (by an equals merging its observer\'s queue) loses no change and keeps the order', async (t) => {
+  let storedResolve: (() => void) | undefined;
+  const hub = new ObserverManager({
+    sweepIntervalMs: 0,
+    // The merge of the queued 1→2 with 2→3 compares 1 with 3: it settles the observer's pending thenable right there.
+    equals: (a, b) => {
+      if (a === 1 && b === 3 && storedResolve !== undefined) {
+        const resolve = storedResolve;
+        storedResolve = undefined;
+        resolve();
+      }
+      return Object.is(a, b);
+    },
+  });
+  t.after(() => hub.close());
+  const seen: string[] = [];
+  let started!: () => void;
+  const inFlight = new Promise<void>((resolve) => (started = resolve));
+  hub.observe('k', (change) => {
+    seen.push(`${String(change.oldValue)}→${String(change.newValue)}`);
+    if (change.newValue !== 1) return undefined;
+    started();
+    return { then: (resolve: () => void) => void (storedResolve = resolve) };
+  }, { queue: { limit: 1, overflow: 'coalesce' } });
+  hub.notify('k', 0, 1);
+  await within(inFlight, 5000, 'change 1 in flight');
+  hub.notify('k', 1, 2);
+  hub.notify('k', 2, 3);
+  await within(hub.drain(), 5000, 'drain');
+  hub.notify('k', 3, 4);
+  await within(hub.drain(), 5000, 'drain');
+  assert.deepEqual(seen, ['0→1', '1→3', '3→4']);
+  const s = hub.getStats();
+  assert.deepEqual([s.pending, s.queued], [0, 0]);
+  assert.equal(s.deliveries + s.dropped + s.coalesced + s.cancelled, s.fanOut);
+});
+
+test('drain() - does not resolve while a callback runs, even when that callback removes the last observer anyone waited for', async (t) => {
+  const hub = new ObserverManager({ sweepIntervalMs: 0, callbackTimeoutMs: 10_000 });
+  t.after(() => hub.close());
+  const events: string[] = [];
+  const y = hub.observe('y', () => new Promise<void>(() => {}));
+  let releaseFirst!: () => void;
+  let started!: () => void;
+  const xStarted = new Promise<void>((resolve) => (started = resolve));
+  let releaseSecond!: () => void;
+  hub.observe('x', (change) => {
+    if (change.newValue === 1) {
+      started();
+      return new Promise<void>((resolve) => (releaseFirst = resolve));
+    }
+    y.unsubscribe(); // the observer drain() still waited for goes: drain() must wait for this callback's own work
+    hub.notify('z', 0, 1);
+    return new Promise<void>((resolve) => (releaseSecond = () => { events.push('second settled'); resolve(); }));
+  });
+  hub.observe('z', () => void events.push('z'));
+  hub.notify('y', 0, 1);
+  hub.notify('x', 0, 1);
+  await within(xStarted, 5000, 'x in flight');
+  hub.notify('x', 1, 2); // queued behind x's first promise
+  const drained = hub.drain().then(() => void events.push('drained'));
+  releaseFirst();
+  await within(new Promise<void>((resolve) => setImmediate(resolve)), 5000, 'a turn of the loop');
+  assert.deepEqual(events, ['z'], 'drain() waits for the second promise');
+  releaseSecond();
+  await within(drained, 5000, 'drain');
+  assert.deepEqual(events, ['z', 'second settled', 'drained']);
+  assert.equal(hub.getStats().pending, 0);
+});
