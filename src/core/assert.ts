@@ -94,6 +94,21 @@ export function assertSignal(signal: unknown, arg: string): asserts signal is Ab
 /** The `aborted` getter itself, to call on a value: it checks the value is a real signal. */
 const abortedOf = Reflect.getOwnPropertyDescriptor(AbortSignal.prototype, 'aborted')?.get as (this: unknown) => boolean;
 
+/**
+ * A plain copy of an options object's own enumerable properties, read once:
+ * a getter or Proxy trap that throws is refused with `HERALD_INVALID_OPTION`
+ * instead of escaping raw, and nothing read later can change under the caller.
+ */
+export function copyOptions<T extends object>(options: T | undefined, arg: string): T | undefined {
+  assertOptions(options, arg);
+  if (options === undefined) return undefined;
+  try {
+    return { ...options };
+  } catch {
+    throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', arg, 'an options object whose properties can be read', options);
+  }
+}
+
 /** Checks the options of `observe`, `observePattern` and `scope.observe`. */
 export function assertObserveOptions(options: unknown): void {
   if (options === undefined) return;

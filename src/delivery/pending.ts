@@ -15,11 +15,17 @@ export interface BatchTarget {
   isClosed(): boolean;
   /** Whether the hub has a backplane: only then can an outbox announce a batch to the other nodes. */
   readonly clustered: boolean;
+  /** Change detection, contained: an `equals` that throws counts as changed. */
   unchanged(oldValue: unknown, newValue: unknown): boolean;
   /** Throws what `notify` would throw for a change the backplane cannot carry. */
   assertEncodable(key: string, oldValue: unknown, newValue: unknown, meta: Meta): void;
-  /** Announces one change as `notify` does; `localOnly` delivers it on this node only. */
-  announce(key: string, oldValue: unknown, newValue: unknown, meta: Meta, localOnly: boolean): boolean;
+  /**
+   * Announces a batch as one: every change is checked (and, on a clustered
+   * hub, encoded) before any is delivered, so a failure leaves none of them
+   * announced. `localOnly` delivers them on this node only. Returns how many
+   * were announced (those `equals` calls unchanged are skipped and counted).
+   */
+  announceAll(changes: readonly BatchedChange[], localOnly: boolean): number;
 }
 
 interface Buffered {
@@ -82,12 +88,10 @@ export class PendingNotifications implements Disposable {
     this.#assertOpen('commit');
     if (this.#target.isClosed()) throw new ClosedError('cannot `commit`: the hub is closed');
     this.#state = 'committed';
-    let announced = 0;
-    for (const [key, { oldValue, newValue, meta }] of this.#changes) {
-      if (this.#target.announce(key, oldValue, newValue, meta, this.#outboxed)) announced++;
-    }
+    const changes: BatchedChange[] = [];
+    for (const [key, { oldValue, newValue, meta }] of this.#changes) changes.push({ key, oldValue, newValue, meta });
     this.#changes.clear();
-    return announced;
+    return this.#target.announceAll(changes, this.#outboxed);
   }
 
   /**

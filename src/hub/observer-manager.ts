@@ -472,20 +472,35 @@ export class ObserverManager {
     return {
       isClosed: () => this.#closed,
       clustered: cluster !== undefined,
-      unchanged: (oldValue, newValue) => (this.#equals === undefined ? Object.is(oldValue, newValue) : this.#equals(oldValue, newValue)),
+      unchanged: (oldValue, newValue) => this.#unchangedContained(oldValue, newValue),
       assertEncodable: (key, oldValue, newValue, meta) => cluster?.assertEncodable(key, oldValue, newValue, meta),
-      announce: (key, oldValue, newValue, meta, localOnly) => {
-        if (!localOnly) return this.notify(key, oldValue, newValue, meta);
-        // Announced to the other nodes by an outbox in the transaction: delivered here only.
-        if (this.#closed) throw new ClosedError('cannot `notify`: the hub is closed');
-        if (this.#equals === undefined ? Object.is(oldValue, newValue) : this.#equals(oldValue, newValue)) {
-          this.#counters.notificationsSkipped++;
-          return false;
+      announceAll: (changes, localOnly) => {
+        if (this.#closed) throw new ClosedError('cannot `commit`: the hub is closed');
+        // Checked and encoded first, all of them: what follows cannot fail half-way.
+        const accepted = changes.filter(({ oldValue, newValue }) => !this.#unchangedContained(oldValue, newValue));
+        this.#counters.notificationsSkipped += changes.length - accepted.length;
+        const at = Date.now();
+        // Announced to the other nodes by an outbox in the transaction when `localOnly`: delivered here only.
+        const wire = localOnly || cluster === undefined ? undefined : accepted.map((c) => cluster.encode(c.key, c.oldValue, c.newValue, c.meta, at));
+        for (const [i, { key, oldValue, newValue, meta }] of accepted.entries()) {
+          this.#accept(key, oldValue, newValue, meta, wire === undefined ? 0 : at);
+          if (wire !== undefined) cluster!.publish(key, wire[i]!);
         }
-        this.#accept(key, oldValue, newValue, meta, 0);
-        return true;
+        return accepted.length;
       },
     };
+  }
+
+  /**
+   * `equals` for a batch whose data is already committed: one that throws
+   * counts as changed, so a durable change is announced rather than lost.
+   */
+  #unchangedContained(oldValue: unknown, newValue: unknown): boolean {
+    try {
+      return this.#equals === undefined ? Object.is(oldValue, newValue) : this.#equals(oldValue, newValue);
+    } catch {
+      return false;
+    }
   }
 
   #activeObservers(): number {

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { PendingNotifications } from '../delivery/pending.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
-import { assertCallback } from '../core/assert.js';
+import { assertCallback, copyOptions } from '../core/assert.js';
 import { stageOutbox } from '../cluster/postgres.js';
 import { inTransaction } from './pg-transaction.js';
 
@@ -34,8 +34,9 @@ export async function withTransaction<R>(
   pool: pg.Pool,
   hub: ObserverManager,
   fn: (client: pg.PoolClient, pending: PendingNotifications) => Promise<R> | R,
-  options: WithTransactionOptions = {},
+  given: WithTransactionOptions = {},
 ): Promise<R> {
+  const options = copyOptions(given, 'options') ?? {};
   if (typeof (pool as { connect?: unknown } | undefined)?.connect !== 'function') {
     throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'pool', 'a pg Pool', pool);
   }

@@ -59,8 +59,7 @@ export class PostgresSessionStore extends SessionStoreBase {
   }
 
   protected async doCreateSession(sessionId: string, expiresAt: number | undefined, meta: JsonValue): Promise<SessionInfo | undefined> {
-    await this.#ensureTables();
-    const { rows } = await this.#pool.query<SessionRow>(
+    const { rows } = await this.#query<SessionRow>('create the session',
       `INSERT INTO ${this.#sessions} (id, created_at, expires_at, meta) VALUES ($1, $2, $3, $4::jsonb)
        ON CONFLICT (id) DO NOTHING
        RETURNING id, created_at, expires_at, meta`,
@@ -70,14 +69,12 @@ export class PostgresSessionStore extends SessionStoreBase {
   }
 
   protected async doGetSession(sessionId: string): Promise<SessionInfo | undefined> {
-    await this.#ensureTables();
-    const { rows } = await this.#pool.query<SessionRow>(`SELECT id, created_at, expires_at, meta FROM ${this.#sessions} WHERE id = $1`, [sessionId]);
+    const { rows } = await this.#query<SessionRow>('read the session', `SELECT id, created_at, expires_at, meta FROM ${this.#sessions} WHERE id = $1`, [sessionId]);
     return rows[0] === undefined ? undefined : toInfo(rows[0]);
   }
 
   protected async doTouch(sessionId: string, expiresAt: number | undefined): Promise<SessionInfo | undefined> {
-    await this.#ensureTables();
-    const { rows } = await this.#pool.query<SessionRow>(
+    const { rows } = await this.#query<SessionRow>('touch the session',
       `UPDATE ${this.#sessions} SET expires_at = $2 WHERE id = $1 AND (expires_at IS NULL OR expires_at > $3)
        RETURNING id, created_at, expires_at, meta`,
       [sessionId, expiresAt ?? null, Date.now()],
@@ -86,30 +83,26 @@ export class PostgresSessionStore extends SessionStoreBase {
   }
 
   protected async doListSessions(): Promise<SessionInfo[]> {
-    await this.#ensureTables();
-    const { rows } = await this.#pool.query<SessionRow>(`SELECT id, created_at, expires_at, meta FROM ${this.#sessions} ORDER BY id`);
+    const { rows } = await this.#query<SessionRow>('list the sessions', `SELECT id, created_at, expires_at, meta FROM ${this.#sessions} ORDER BY id`, []);
     return rows.map(toInfo);
   }
 
   protected async doGet(sessionId: string, name: string): Promise<StoredVariable | undefined> {
-    await this.#ensureTables();
-    const { rows } = await this.#pool.query<StoredRow>(
+    const { rows } = await this.#query<StoredRow>('read the variable',
       `SELECT value, value IS NULL AS unset, version FROM ${this.#variables} WHERE session_id = $1 AND name = $2`, [sessionId, name],
     );
     return rows[0] === undefined ? undefined : toStored(rows[0]);
   }
 
   protected async doList(sessionId: string): Promise<VariableEntry[] | undefined> {
-    await this.#ensureTables();
-    const { rows } = await this.#pool.query<StoredRow & { name: string }>(
+    const { rows } = await this.#query<StoredRow & { name: string }>('list the variables',
       `SELECT name, value, value IS NULL AS unset, version FROM ${this.#variables} WHERE session_id = $1 ORDER BY name`, [sessionId],
     );
     return rows.map((row) => ({ name: row.name, ...toStored(row) }));
   }
 
   protected async doExpiredSessions(now: number): Promise<string[]> {
-    await this.#ensureTables();
-    const { rows } = await this.#pool.query<{ id: string }>(
+    const { rows } = await this.#query<{ id: string }>('find the expired sessions',
       `SELECT id FROM ${this.#sessions} WHERE expires_at IS NOT NULL AND expires_at <= $1`, [now],
     );
     return rows.map((row) => row.id);
@@ -147,7 +140,9 @@ export class PostgresSessionStore extends SessionStoreBase {
             if (known.has(name)) return known.get(name);
             const result = await client.query<StoredRow>(
               `SELECT value, value IS NULL AS unset, version FROM ${this.#variables} WHERE session_id = $1 AND name = $2`, [sessionId, name],
-            );
+            ).catch((error: unknown) => {
+              throw storeError('could not read the variable in the transaction; it was rolled back', error);
+            });
             const stored = result.rows[0] === undefined ? undefined : toStored(result.rows[0]);
             known.set(name, stored);
             return stored;
@@ -168,12 +163,19 @@ export class PostgresSessionStore extends SessionStoreBase {
           dropSession: async () => {
             const result = await client.query<StoredRow & { name: string }>(
               `SELECT name, value, value IS NULL AS unset, version FROM ${this.#variables} WHERE session_id = $1 ORDER BY name`, [sessionId],
-            );
+            ).catch((error: unknown) => {
+              throw storeError('could not read the session\'s variables in the transaction; it was rolled back', error);
+            });
             writes.push(`DELETE FROM ${this.#sessions} WHERE id = ${client.escapeLiteral(sessionId)}`);
             return result.rows.map((r) => ({ name: r.name, ...toStored(r) }));
           },
         };
-        const result = await work(unit);
+        let result: R;
+        try {
+          result = await work(unit);
+        } catch (error) {
+          throw new UnitFailure(error);
+        }
         const pending = announcements();
         // On a hub with a PostgreSQL backplane, the announcement joins this transaction's outbox.
         if (pending !== undefined) await stageOutbox(this.hub, client, pending);
@@ -183,6 +185,8 @@ export class PostgresSessionStore extends SessionStoreBase {
         return result;
       });
     } catch (error) {
+      // What the unit's work threw (the caller's own error, or a coded one) is rethrown as it is.
+      if (error instanceof UnitFailure) throw error.error;
       if (error instanceof HeraldError) throw error;
       throw storeError('the transaction failed and was rolled back; nothing was changed or announced', error);
     }
@@ -190,6 +194,16 @@ export class PostgresSessionStore extends SessionStoreBase {
 
   protected async doClose(): Promise<void> {
     if (this.#ownsPool) await this.#pool.end();
+  }
+
+  /** A query outside a transaction: an engine failure becomes a `HERALD_STORE` error that says what could not be done. */
+  async #query<T extends pg.QueryResultRow>(what: string, text: string, values: unknown[]): Promise<pg.QueryResult<T>> {
+    await this.#ensureTables();
+    try {
+      return await this.#pool.query<T>(text, values);
+    } catch (error) {
+      throw storeError(`could not ${what}`, error);
+    }
   }
 
   /** Creates the schema and tables once; concurrent first uses (from any process) wait on one advisory lock. */
@@ -208,6 +222,8 @@ export class PostgresSessionStore extends SessionStoreBase {
         version bigint NOT NULL,
         PRIMARY KEY (session_id, name)
       )`,
+      // The expiry sweep asks for sessions past their time: an index, not a scan of every session each second.
+      `CREATE INDEX IF NOT EXISTS sessions_expires_at ON ${this.#sessions} (expires_at) WHERE expires_at IS NOT NULL`,
     ]).catch((error: unknown) => {
       this.#ready = undefined;
       throw storeError(`could not create the tables in schema "${this.#schema}"`, error);
@@ -242,6 +258,13 @@ function deepFreeze<T>(value: T): T {
     Object.freeze(value);
   }
   return value;
+}
+
+/** Carries what a unit's work threw past the engine-failure wrapping, to be rethrown untouched once rolled back. */
+class UnitFailure extends Error {
+  constructor(readonly error: unknown) {
+    super('the unit of work failed');
+  }
 }
 
 function storeError(message: string, cause: unknown): HeraldError {

@@ -1,10 +1,10 @@
 import { HeraldError, InvalidArgumentError, InvalidValueError } from '../core/errors.js';
 import type { PendingNotifications } from '../delivery/pending.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
-import { assertCallback, assertOptions, isPlainObject, optionalDuration } from '../core/assert.js';
+import { assertCallback, assertOptions, copyOptions, isPlainObject, optionalDuration } from '../core/assert.js';
 import { tracking } from '../core/tracking.js';
 import type { ObserveOptions, ObserverCallback, Subscription } from '../core/types.js';
-import { jsonEqual, toJson, type JsonValue } from '../core/json.js';
+import { isStoreText, jsonEqual, toJson, type JsonRules, type JsonValue } from '../core/json.js';
 import { isStandardSchema, type StandardSchemaV1 } from './standard-schema.js';
 import { watchVariable } from './watch.js';
 
@@ -174,8 +174,8 @@ export abstract class SessionStoreBase implements SessionStoreLike {
   #expiryTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
-  protected constructor(options: StoreOptions) {
-    assertOptions(options, 'options');
+  protected constructor(given: StoreOptions) {
+    const options = copyOptions(given, 'options')!;
     if (typeof options?.hub?.notify !== 'function' || typeof options.hub.defer !== 'function') {
       throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.hub', 'an ObserverManager', options?.hub);
     }
@@ -230,13 +230,13 @@ export abstract class SessionStoreBase implements SessionStoreLike {
 
   // ---- sessions ----
 
-  async createSession(sessionId: string, options?: CreateSessionOptions): Promise<SessionInfo> {
+  async createSession(sessionId: string, given?: CreateSessionOptions): Promise<SessionInfo> {
     this.#assertOpen();
     assertId(sessionId);
-    assertOptions(options, 'options');
+    const options = copyOptions(given, 'options');
     const ttlMs = options?.ttlMs ?? this.#defaultTtlMs;
     if (ttlMs !== undefined) assertTtl(ttlMs, 'options.ttlMs');
-    const meta = options?.meta === undefined ? null : toJson(options.meta, 'options.meta');
+    const meta = options?.meta === undefined ? null : toJson(options.meta, 'options.meta', STORE_TEXT);
     // An expired session not yet swept ends first, as the sweep would end it: announced, its watchers ended.
     const existing = await this.doGetSession(sessionId);
     if (existing !== undefined && isExpired(existing)) await this.#endSession(sessionId, 'expired');
@@ -498,9 +498,9 @@ export abstract class SessionStoreBase implements SessionStoreLike {
 
   async #watch(
     sessionId: string, keyOrPattern: string, isPattern: boolean, callback: ObserverCallback<JsonValue | undefined>,
-    options: StoreWatchOptions | undefined, readCurrent: () => Promise<VariableEntry[]>,
+    given: StoreWatchOptions | undefined, readCurrent: () => Promise<VariableEntry[]>,
   ): Promise<Subscription> {
-    assertOptions(options, 'options');
+    const options = copyOptions(given, 'options');
     if ((await this.getSession(sessionId)) === undefined) throw noSession(sessionId);
     const { includeCurrent = false, ...observeOptions } = options ?? {};
     let watchers = this.#watchers.get(sessionId);
@@ -519,13 +519,13 @@ export abstract class SessionStoreBase implements SessionStoreLike {
   }
 
   async #validated(schema: StandardSchemaV1 | undefined, value: unknown, arg: string): Promise<JsonValue> {
-    if (schema === undefined) return toJson(value, arg);
+    if (schema === undefined) return toJson(value, arg, STORE_TEXT);
     const result = await schema['~standard'].validate(value);
     if (result.issues !== undefined) {
       const summary = result.issues.map((issue) => issue.message).join('; ');
       throw new InvalidValueError(`\`${arg}\` was rejected by the variable's schema: ${summary}`, result.issues);
     }
-    return toJson(result.value, arg);
+    return toJson(result.value, arg, STORE_TEXT);
   }
 
   #assertOpen(): void {
@@ -548,9 +548,14 @@ function assertName(name: unknown): asserts name is string {
   assertText(name, 'name', MAX_NAME_LENGTH);
 }
 
+/** Both stores keep every string exactly: no lone surrogate, no NUL (see `isStoreText`). */
+const STORE_TEXT: JsonRules = { text: true };
+
 function assertText(value: unknown, arg: string, max: number): void {
-  if (typeof value !== 'string' || value.length === 0 || value.length > max) {
-    throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', arg, `a non-empty string of at most ${max} characters`, value);
+  if (typeof value !== 'string' || value.length === 0 || value.length > max || !isStoreText(value)) {
+    throw InvalidArgumentError.expected(
+      'HERALD_INVALID_ARGUMENT', arg, `a non-empty string of at most ${max} characters, well-formed (no lone surrogate) and without NUL`, value,
+    );
   }
 }
 
@@ -562,8 +567,12 @@ function assertTtl(ttlMs: unknown, arg: string): void {
 
 function checkMeta(meta: unknown): Record<string, unknown> {
   if (meta === undefined) return {};
-  if (!isPlainObject(meta)) throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'meta', 'a plain object or undefined', meta);
-  return { ...meta };
+  try {
+    if (isPlainObject(meta)) return { ...meta };
+  } catch {
+    // a getter or Proxy trap of the caller's threw: refused below, like any other bad meta
+  }
+  throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'meta', 'a plain object whose properties can be read, or undefined', meta);
 }
 
 /** @internal */

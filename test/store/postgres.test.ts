@@ -5,6 +5,7 @@ import { ObserverManager, type Change } from '../../src/index.js';
 import { PostgresSessionStore, withTransaction } from '../../src/postgres.js';
 import { expectNoChange, storeSuite } from '../../src/testing.js';
 import { within } from '../support/deadline.js';
+import { TcpProxy } from '../support/proxy.js';
 
 const url = process.env['HERALD_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -216,4 +217,46 @@ test('PostgresSessionStore - bad options are refused with coded errors', { skip 
   assert.throws(() => new PostgresSessionStore({ hub, pool, schema: 'Robert"); DROP TABLE' }), { code: 'HERALD_INVALID_OPTION', message: /`options.schema`/ });
   assert.throws(() => new PostgresSessionStore({ hub, connectionString: '' }), { code: 'HERALD_INVALID_OPTION', message: /`options.connectionString`/ });
   assert.throws(() => new PostgresSessionStore({ hub, pool: {} as pg.Pool }), { code: 'HERALD_INVALID_OPTION', message: /`options.pool`/ });
+});
+
+test('PostgresSessionStore - with the server gone after start-up, every operation rejects with HERALD_STORE, never a raw driver error', { skip }, async (t) => {
+  const hub = createHub(t);
+  const proxy = await TcpProxy.start(url);
+  t.after(() => proxy.close());
+  const store = new PostgresSessionStore({ hub, connectionString: proxy.url(url), schema, expiryCheckMs: 0 });
+  t.after(() => store.close());
+  await store.createSession(uniqueId()); // the tables exist and the store has worked
+  proxy.cut();
+  const operations: [string, () => Promise<unknown>][] = [
+    ['createSession', () => store.createSession('s')],
+    ['getSession', () => store.getSession('s')],
+    ['listSessions', () => store.listSessions()],
+    ['touch', () => store.touch('s')],
+    ['get', () => store.get('s', 'n')],
+    ['list', () => store.list('s')],
+    ['set', () => store.set('s', 'n', 1)],
+    ['watch', () => store.watch('s', 'n', () => {})],
+    ['expireSessions', () => store.expireSessions()],
+    ['transaction', () => store.transaction('s', () => undefined)],
+  ];
+  for (const [name, run] of operations) {
+    await assert.rejects(within(run(), 10_000, name), { code: 'HERALD_STORE' }, name);
+  }
+});
+
+test('withTransaction() - bad options, null included, are refused with coded errors before anything runs', { skip }, async (t) => {
+  const hub = createHub(t);
+  let ran = false;
+  for (const options of [null, 'serializable', { isolationLevel: 'chaos' }]) {
+    await assert.rejects(withTransaction(pool, hub, () => void (ran = true), options as never), { code: 'HERALD_INVALID_OPTION' });
+  }
+  assert.equal(ran, false);
+});
+
+test('PostgresSessionStore - the expiry sweep finds expired sessions through an index on expires_at', { skip }, async (t) => {
+  const hub = createHub(t);
+  const store = createStore(t, hub);
+  await store.createSession(uniqueId());
+  const { rows } = await admin.query<{ indexdef: string }>('SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = $2', [schema, 'sessions']);
+  assert.ok(rows.some((row) => /\(expires_at\)/.test(row.indexdef)), JSON.stringify(rows));
 });

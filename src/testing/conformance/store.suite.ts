@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { setImmediate as nextTask } from 'node:timers/promises';
 import {
-  ObserverManager, variableKey, type Change, type CloseReason, type SessionStoreLike, type StandardSchemaV1, type StoreOptions,
+  ObserverManager, variableKey, type Change, type CloseReason, type HubOptions, type SessionStoreLike, type StandardSchemaV1, type StoreOptions,
 } from '../../index.js';
 import { expectNoChange } from '../expect-no-change.js';
 import { CaseRun, nodeTestRunner, registerSkipped, within, type SuiteRunner } from './runner.js';
@@ -26,7 +26,7 @@ interface StoreCase {
    * A fresh hub (closed after the test; an error reaching its onError fails
    * the test) and a fresh store on it (closed after the test).
    */
-  readonly make: (extra?: Partial<StoreOptions>) => Promise<{ hub: ObserverManager; store: SessionStoreLike }>;
+  readonly make: (extra?: Partial<StoreOptions>, hubOptions?: HubOptions) => Promise<{ hub: ObserverManager; store: SessionStoreLike }>;
 }
 
 /** `hub.drain()`, with a deadline. */
@@ -91,8 +91,8 @@ export function storeSuite(options: StoreSuiteOptions): void {
     }
     runner.test(name, () => {
       const run = new CaseRun();
-      const make = async (extra: Partial<StoreOptions> = {}): Promise<{ hub: ObserverManager; store: SessionStoreLike }> => {
-        const hub = new ObserverManager({ sweepIntervalMs: 0, onError: run.recordError });
+      const make = async (extra: Partial<StoreOptions> = {}, hubOptions: HubOptions = {}): Promise<{ hub: ObserverManager; store: SessionStoreLike }> => {
+        const hub = new ObserverManager({ sweepIntervalMs: 0, onError: run.recordError, ...hubOptions });
         run.onCleanup(() => hub.close());
         const store = await options.create({ hub, expiryCheckMs: 0, ...extra });
         run.onCleanup(() => store.close());
@@ -216,6 +216,70 @@ export function storeSuite(options: StoreSuiteOptions): void {
       assert.deepEqual(closed, []);
       assert.equal(sub.active, true);
       sub.unsubscribe();
+    });
+
+    test('watch() - includeCurrent goes through the watcher\'s own queue: a callback hanging on the current value times out, and later changes arrive', async ({ make }) => {
+      const failures: unknown[] = [];
+      const { hub, store } = await make({}, { callbackTimeoutMs: 50, onError: (error) => void failures.push(error) });
+      const id = uniqueId();
+      await store.createSession(id);
+      await store.set(id, 'n', 1);
+      const seen: unknown[] = [];
+      await store.watch(id, 'n', (c) => {
+        seen.push(c.newValue);
+        return c.meta['current'] === true ? new Promise<void>(() => {}) : undefined; // hangs on the current value only
+      }, { includeCurrent: true });
+      await store.set(id, 'n', 2);
+      await drain(hub);
+      assert.deepEqual(seen, [1, 2]);
+      assert.equal(hub.getStats().deliveryTimeouts, 1);
+      assert.deepEqual(failures.map((e) => (e as { code?: string }).code), ['HERALD_TIMEOUT']);
+    });
+
+    test('transaction() - rejects with exactly what the function threw, untouched, and nothing is written or announced', async ({ make }) => {
+      const { hub, store } = await make();
+      const id = uniqueId();
+      await store.createSession(id);
+      await store.set(id, 'n', 1);
+      const mine = new Error('the caller\'s own');
+      await expectNoChange(hub, variableKey(id, 'n'), async () => {
+        await assert.rejects(store.transaction(id, async (tx) => {
+          await tx.set('n', 2);
+          throw mine;
+        }), (error) => error === mine);
+        const odd = { not: 'an Error' };
+        // A rejection with something that is not an Error: users do it, and it too must come back as it was.
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
+        await assert.rejects(store.transaction(id, () => Promise.reject(odd)), (error) => error === odd);
+      });
+      assert.equal(await store.get(id, 'n'), 1);
+    });
+
+    test('ids, names and values - one rule for both stores: lone surrogates, NUL, -0, symbol keys, deep nesting and throwing getters are refused up front, nothing written', async ({ make }) => {
+      const { store } = await make();
+      const id = uniqueId();
+      await store.createSession(id);
+      for (const bad of ['\uD800', 'a\uDFFFb', 'nul\u0000']) {
+        await assert.rejects(store.createSession(bad), { code: 'HERALD_INVALID_ARGUMENT' }, `session id ${JSON.stringify(bad)}`);
+        await assert.rejects(store.set(id, bad, 1), { code: 'HERALD_INVALID_ARGUMENT' }, `name ${JSON.stringify(bad)}`);
+        await assert.rejects(store.set(id, 'v', bad), { code: 'HERALD_UNSERIALIZABLE' }, `value ${JSON.stringify(bad)}`);
+        await assert.rejects(store.set(id, 'v', { [bad]: 1 }), { code: 'HERALD_UNSERIALIZABLE' }, `key ${JSON.stringify(bad)}`);
+      }
+      let deep: unknown = 0;
+      for (let i = 0; i < 5000; i++) deep = [deep];
+      const throwing = Object.defineProperty({}, 'x', { enumerable: true, get: () => { throw new Error('getter'); } });
+      const trap = new Proxy({}, { ownKeys: () => { throw new Error('trap'); } });
+      for (const bad of [-0, { a: -0 }, { [Symbol('s')]: 1 }, deep, throwing, trap]) {
+        await assert.rejects(store.set(id, 'v', bad), { code: 'HERALD_UNSERIALIZABLE' });
+      }
+      await assert.rejects(store.createSession(uniqueId(), { meta: throwing }), { code: 'HERALD_UNSERIALIZABLE' });
+      await assert.rejects(store.createSession(uniqueId(), Object.defineProperty({}, 'ttlMs', { enumerable: true, get: () => { throw new Error('option getter'); } })), { code: 'HERALD_INVALID_OPTION' });
+      await assert.rejects(store.transaction(id, (tx) => tx.set('v', 1, throwing as never)), { code: 'HERALD_INVALID_ARGUMENT' });
+      assert.deepEqual(await store.list(id), []);
+      // What both stores keep exactly: a paired surrogate, 0, and a "__proto__" key.
+      const kept = { emoji: '\uD83D\uDE00', zero: 0, ['__proto__']: 1 };
+      await store.set(id, 'v', JSON.parse(JSON.stringify(kept)) as never);
+      assert.deepEqual(await store.get(id, 'v'), kept); // key order aside: PostgreSQL's JSONB keeps its own
     });
 
     test('watch() - includeCurrent leaves no gap and no duplicate while writes race with the call', async ({ make }) => {
