@@ -34,6 +34,7 @@ export interface DispatchContext {
 const MERGED = -1;
 const PUMP = -2;
 const GAP = -3;
+const END = -4;
 
 /** The lists of a change that matched patterns, each with its length at notify time. */
 interface Merged {
@@ -106,12 +107,27 @@ export class Dispatcher {
   deliverTo(observer: Observer, change: Change): void {
     const ext = this.extOf(observer);
     this.#counters.fanOut++;
+    if (ext.ending !== undefined) {
+      this.#counters.cancelled++;
+      return;
+    }
     this.#counters.queued++;
     (ext.prelude ??= []).push(change);
     if ((observer.state & BUSY) === 0) {
       observer.state |= BUSY;
       this.#push(undefined, observer, PUMP, 0);
     }
+  }
+
+  /**
+   * Removes `observer` with `reason` once every change notified before this
+   * call has reached it (delivered, or dropped or coalesced by its queue's
+   * policy); later changes are cancelled. A job at the back of the queue
+   * marks where its changes end.
+   */
+  removeAfterQueued(observer: Observer, reason: CloseReason): void {
+    this.extOf(observer);
+    this.#push(reason, observer, END, 0);
   }
 
   /** Whether every queued delivery has settled (unread `watch()` iterators aside). */
@@ -194,6 +210,7 @@ export class Dispatcher {
       if (kind >= 0) this.#dispatchList(a as Change, b as ObserverList, kind);
       else if (kind === MERGED) this.#dispatchMerged(a as Change, b as Merged);
       else if (kind === PUMP) this.#dispatchPump(b as Observer);
+      else if (kind === END) this.#dispatchEnd(b as Observer, a as CloseReason);
       else this.#dispatchGap(a as Gap);
       // A long chain of re-entrant notifies must not grow the job list without end.
       if (this.#jobHead >= 4096 && this.#jobHead * 2 >= jobs.length) {
@@ -284,6 +301,10 @@ export class Dispatcher {
         this.#counters.cancelled++;
         observer.delivered--;
       }
+    } else if (observer.ext!.ending !== undefined) {
+      // Notified after `removeAfterQueued`: it goes with what came before, and this change never reaches it.
+      this.#counters.cancelled++;
+      observer.delivered--;
     } else if ((state & BUSY) !== 0) {
       this.#offer(observer, change);
       observer.delivered--;
@@ -302,6 +323,14 @@ export class Dispatcher {
     if (ext.awaiting) return;
     observer.state &= ~BUSY;
     this.#resume(observer, ext);
+  }
+
+  /** Where the changes of an observer given to {@link removeAfterQueued} end: it goes now, or once idle. */
+  #dispatchEnd(observer: Observer, reason: CloseReason): void {
+    if ((observer.state & ACTIVE) === 0) return;
+    const ext = observer.ext!;
+    ext.ending ??= reason;
+    if ((observer.state & BUSY) === 0) this.#context.release(observer, ext.ending);
   }
 
   /** Delivers after the liveness check; returns whether the callback was invoked. */
@@ -440,6 +469,7 @@ export class Dispatcher {
       if (this.#deliverChecked(observer, change)) observer.delivered++;
     }
     if ((observer.state & (ACTIVE | BUSY)) === ACTIVE && ext.gap !== undefined) this.#deliverGap(observer, ext);
+    if ((observer.state & (ACTIVE | BUSY)) === ACTIVE && ext.ending !== undefined) this.#context.release(observer, ext.ending);
   }
 
   // ---- queues and gaps ----

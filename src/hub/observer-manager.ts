@@ -274,6 +274,27 @@ export class ObserverManager {
   }
 
   /**
+   * Removes an observer once every change notified before this call has
+   * reached it (delivered, or dropped or coalesced by its queue's policy),
+   * after its own queue and nobody else's; changes notified from now on
+   * never reach it. `true` if it was registered; `onClose` gets `reason`.
+   * What a store uses to end a session's watchers after the session's removals.
+   * @throws HeraldError `HERALD_INVALID_ARGUMENT` for a `sub` or `reason` that is not one, `HERALD_CLOSED`.
+   */
+  removeAfterQueued(sub: Subscription, reason: CloseReason = 'unsubscribed'): boolean {
+    this.#assertOpen('removeAfterQueued');
+    if (!CLOSE_REASONS.includes(reason)) {
+      throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'reason', `one of ${CLOSE_REASONS.join(', ')}`, reason);
+    }
+    if (!(sub instanceof Observer) || !Object.hasOwn(sub, 'state') || sub.list.host !== this.#host) {
+      throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'sub', 'a subscription of this hub', sub);
+    }
+    if ((sub.state & ACTIVE) === 0 || !sub.list.holds(sub)) return false;
+    this.#dispatcher.removeAfterQueued(sub, reason);
+    return true;
+  }
+
+  /**
    * The changes of `key` as an async iterator. Its observer is registered at
    * once (changes from this call on are kept, within the queue bound) and is
    * removed by `break`, `return()`, the signal, or the iterator being

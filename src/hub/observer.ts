@@ -32,6 +32,8 @@ export class ObserverExt {
   /** Driven by a consumer's pull (watch): never timed out and never awaited by `drain()`. */
   pull = false;
   mailbox: Mailbox | undefined = undefined;
+  /** Set by `removeAfterQueued` once every change before the call is its last: it goes with this reason when idle. */
+  ending: CloseReason | undefined = undefined;
   /** Changes handed by `deliverTo`, delivered before the mailbox's: outside its bound, oldest first. */
   prelude: Change[] | undefined = undefined;
   errors = 0;

@@ -172,6 +172,8 @@ export abstract class SessionStoreBase implements SessionStoreLike {
   /** The watchers this store made, per session, to end them with `"session-ended"`. */
   readonly #watchers = new Map<string, Set<Subscription>>();
   #expiryTimer: NodeJS.Timeout | undefined;
+  /** Watcher sets of sessions that have ended: a watcher still registering into one ends as it arrives. */
+  readonly #endedSets = new WeakSet<Set<Subscription>>();
   #closed = false;
 
   protected constructor(given: StoreOptions) {
@@ -485,15 +487,18 @@ export abstract class SessionStoreBase implements SessionStoreLike {
       throw error;
     }
     this.#schemas.delete(sessionId);
+    this.#endWatchers(sessionId);
+    return true;
+  }
+
+  /** Ends a gone session's watchers, each once the changes announced before (its removals) have reached it. */
+  #endWatchers(sessionId: string): void {
     const watchers = this.#watchers.get(sessionId);
     this.#watchers.delete(sessionId);
-    if (watchers !== undefined && watchers.size > 0) {
-      // After the removals announced above have reached them.
-      void this.hub.drain().then(() => {
-        for (const sub of watchers) this.hub.remove(sub, 'session-ended');
-      });
-    }
-    return true;
+    if (watchers === undefined) return;
+    this.#endedSets.add(watchers);
+    if (this.hub.closed) return;
+    for (const sub of [...watchers]) this.hub.removeAfterQueued(sub, 'session-ended');
   }
 
   async #watch(
@@ -501,20 +506,29 @@ export abstract class SessionStoreBase implements SessionStoreLike {
     given: StoreWatchOptions | undefined, readCurrent: () => Promise<VariableEntry[]>,
   ): Promise<Subscription> {
     const options = copyOptions(given, 'options');
-    if ((await this.getSession(sessionId)) === undefined) throw noSession(sessionId);
     const { includeCurrent = false, ...observeOptions } = options ?? {};
+    // Taken before the session is checked: a session that ends from here on marks this set, and the watcher ends with it.
     let watchers = this.#watchers.get(sessionId);
     if (watchers === undefined) this.#watchers.set(sessionId, (watchers = new Set()));
     const set = watchers;
+    const forget = (): void => {
+      if (set.size === 0 && this.#watchers.get(sessionId) === set) this.#watchers.delete(sessionId);
+    };
+    try {
+      if ((await this.getSession(sessionId)) === undefined) throw noSession(sessionId);
+    } catch (error) {
+      forget();
+      throw error;
+    }
     // Once a session's last watcher goes, nothing of it stays here.
-    const tracked = tracking(set, observeOptions, () => {
-      if (this.#watchers.get(sessionId) === set) this.#watchers.delete(sessionId);
-    });
+    const tracked = tracking(set, observeOptions, forget);
     const sub = tracked.track(await watchVariable(this.hub, {
       keyOrPattern, isPattern, sessionId, callback, options: tracked.options, includeCurrent, readCurrent,
       keyOf: (name) => variableKey(sessionId, name),
     }));
-    if (set.size === 0 && this.#watchers.get(sessionId) === set) this.#watchers.delete(sessionId);
+    forget();
+    // The session ended while the watcher was being registered: its watchers were ended without this one.
+    if (sub.active && this.#endedSets.has(set) && !this.hub.closed) this.hub.removeAfterQueued(sub, 'session-ended');
     return sub;
   }
 

@@ -142,3 +142,37 @@ test('observe() - a signal that only inherits from AbortSignal is refused with H
   assert.deepEqual(hub.patterns(), []);
   assert.equal(hub.observerCount(), 0);
 });
+
+test('removeAfterQueued() - the observer goes once the changes before the call have reached it, later ones are cancelled, and nobody else is waited for', async (t) => {
+  const { hub, errors } = hubFor(t);
+  hub.observe('unrelated', () => new Promise<void>(() => {})); // hangs for good: must not hold the removal back
+  hub.notify('unrelated', 0, 1);
+  const seen: unknown[] = [];
+  const closed: string[] = [];
+  let release!: () => void;
+  let started!: () => void;
+  const inFlight = new Promise<void>((resolve) => (started = resolve));
+  const sub = hub.observe('k', (change) => {
+    seen.push(change.newValue);
+    if (change.newValue !== 1) return undefined;
+    started();
+    return new Promise<void>((resolve) => (release = resolve));
+  }, { onClose: (reason) => void closed.push(reason) });
+  hub.notify('k', 0, 1);
+  await within(inFlight, 5000, 'change 1 in flight');
+  hub.notify('k', 1, 2); // queued behind 1
+  assert.equal(hub.removeAfterQueued(sub, 'session-ended'), true);
+  hub.notify('k', 2, 3); // after the call: never reaches it
+  assert.equal(sub.active, true);
+  release();
+  await within(new Promise<void>((resolve) => {
+    const check = (): void => (sub.active ? void setImmediate(check) : resolve());
+    check();
+  }), 5000, 'the observer to go');
+  assert.deepEqual(seen, [1, 2]);
+  assert.deepEqual(closed, ['session-ended']);
+  assert.deepEqual(errors, []);
+  assert.equal(hub.removeAfterQueued(sub), false);
+  assert.throws(() => hub.removeAfterQueued(sub, 'nope' as never), { code: 'HERALD_INVALID_ARGUMENT' });
+  assert.throws(() => hub.removeAfterQueued(Object.create(sub) as Subscription), { code: 'HERALD_INVALID_ARGUMENT' });
+});

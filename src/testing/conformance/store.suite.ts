@@ -282,6 +282,46 @@ export function storeSuite(options: StoreSuiteOptions): void {
       assert.deepEqual(await store.get(id, 'v'), kept); // key order aside: PostgreSQL's JSONB keeps its own
     });
 
+    test('deleteSession() - ends each watcher once its own removals reached it, not when the whole hub is idle', async ({ make }) => {
+      const { hub, store } = await make();
+      const elsewhere = `elsewhere/${uniqueId()}`;
+      const hanging = hub.observe(elsewhere, () => new Promise<void>(() => {}), { label: 'hangs for good' });
+      hub.notify(elsewhere, 0, 1);
+      const id = uniqueId();
+      await store.createSession(id);
+      await store.set(id, 'a', 1);
+      const watcher = closes();
+      const removals: unknown[] = [];
+      await store.watchSession(id, (c) => void removals.push([c.meta['name'], c.newValue]), { onClose: watcher.onClose });
+      await store.deleteSession(id);
+      await watcher.ended();
+      assert.deepEqual(removals, [['a', undefined]]);
+      assert.deepEqual(watcher.reasons, ['session-ended']);
+      hanging.unsubscribe(); // removal wins: the hub's close no longer waits for it
+    });
+
+    test('watch() - a watcher registering while its session is deleted ends with "session-ended", never stays on the gone session', async ({ make }) => {
+      const { store } = await make();
+      // Many interleavings of the two: either one starts first, the other 0 to 5 microtask turns later.
+      const cases = [false, true].flatMap((includeCurrent) => [false, true].flatMap((deleteFirst) => [0, 1, 2, 3, 4, 5].map((turns) => ({ includeCurrent, deleteFirst, turns }))));
+      for (const { includeCurrent, deleteFirst, turns } of cases) {
+        const id = uniqueId();
+        await store.createSession(id);
+        await store.set(id, 'a', 1);
+        const watcher = closes();
+        const watch = (): Promise<unknown> => store.watchSession(id, () => {}, { includeCurrent, onClose: watcher.onClose }).catch((error: unknown) => error);
+        const first = deleteFirst ? store.deleteSession(id) : watch();
+        for (let i = 0; i < turns; i++) await Promise.resolve();
+        const second = deleteFirst ? watch() : store.deleteSession(id);
+        const [a, b] = await Promise.all([first, second]);
+        const sub = deleteFirst ? b : a;
+        // Either the watch came too late (no session) or it ended with the session.
+        if (sub instanceof Error) assert.equal((sub as { code?: string }).code, 'HERALD_NO_SESSION');
+        else await watcher.ended();
+        if (!(sub instanceof Error)) assert.deepEqual(watcher.reasons, ['session-ended']);
+      }
+    });
+
     test('watch() - includeCurrent leaves no gap and no duplicate while writes race with the call', async ({ make }) => {
       const { hub, store } = await make();
       const id = uniqueId();
