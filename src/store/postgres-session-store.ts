@@ -110,7 +110,7 @@ export class PostgresSessionStore extends SessionStoreBase {
 
   protected async doUnit<R>(
     sessionId: string, work: (unit: Unit) => Promise<R>, allowExpired: boolean, prefetch: string | undefined,
-    announcements: () => PendingNotifications | undefined,
+    announcements: () => PendingNotifications | undefined, locked: () => void,
   ): Promise<R> {
     await this.#ensureTables();
     try {
@@ -126,6 +126,8 @@ export class PostgresSessionStore extends SessionStoreBase {
           : `; SELECT value, value IS NULL AS unset, version FROM ${this.#variables}
               WHERE session_id = ${client.escapeLiteral(sessionId)} AND name = ${client.escapeLiteral(prefetch)}`;
         const results = (await client.query(`BEGIN; ${lock}${fetch}`)) as unknown as pg.QueryResult[];
+        // Held from here until COMMIT: the units of a session commit in the order they get here.
+        locked();
         const row = (results[1] as pg.QueryResult<{ expires_at: string | null }> | undefined)?.rows[0];
         if (row === undefined || (!allowExpired && row.expires_at !== null && Number(row.expires_at) <= Date.now())) throw noSession(sessionId);
         // What this unit knows of its variables, its own writes included; the writes wait for the COMMIT.

@@ -71,6 +71,7 @@ export class SessionStore extends SessionStoreBase {
 
   protected async doUnit<R>(
     sessionId: string, work: (unit: Unit) => Promise<R>, allowExpired: boolean, _prefetch: string | undefined, _announcements: unknown,
+    locked: () => void,
   ): Promise<R> {
     const session = this.#sessions.get(sessionId);
     if (session === undefined) throw noSession(sessionId);
@@ -78,6 +79,7 @@ export class SessionStore extends SessionStoreBase {
     const previous = session.lock;
     session.lock = new Promise<void>((resolve) => (release = resolve));
     await previous;
+    locked();
     try {
       // Checked under the lock: the session may have ended while this unit waited.
       if (this.#sessions.get(sessionId) !== session || (isExpired(session.info) && !allowExpired)) throw noSession(sessionId);

@@ -7,6 +7,7 @@ import type { ObserveOptions, ObserverCallback, Subscription } from '../core/typ
 import { isStoreText, jsonEqual, toJson, type JsonRules, type JsonValue } from '../core/json.js';
 import { isStandardSchema, type StandardSchemaV1 } from './standard-schema.js';
 import { watchVariable } from './watch.js';
+import { AnnouncementOrder, type Ticket } from './announcement-order.js';
 
 export const MAX_ID_LENGTH = 256;
 export const MAX_NAME_LENGTH = 256;
@@ -172,6 +173,7 @@ export abstract class SessionStoreBase implements SessionStoreLike {
   /** The watchers this store made, per session, to end them with `"session-ended"`. */
   readonly #watchers = new Map<string, Set<Subscription>>();
   #expiryTimer: NodeJS.Timeout | undefined;
+  readonly #order = new AnnouncementOrder();
   /** Watcher sets of sessions that have ended: a watcher still registering into one ends as it arrives. */
   readonly #endedSets = new WeakSet<Set<Subscription>>();
   #closed = false;
@@ -224,9 +226,14 @@ export abstract class SessionStoreBase implements SessionStoreLike {
    * before the commit, gives the unit's pending announcements (an engine with
    * an outbox writes them in the same transaction).
    */
+  /**
+   * Runs `work` as one atomic unit on the session, holding its lock.
+   * `locked` must be called as soon as the lock is held: the announcements
+   * of a session's units follow the order of those calls.
+   */
   protected abstract doUnit<R>(
     sessionId: string, work: (unit: Unit) => Promise<R>, allowExpired: boolean, prefetch: string | undefined,
-    announcements: () => PendingNotifications | undefined,
+    announcements: () => PendingNotifications | undefined, locked: () => void,
   ): Promise<R>;
   protected abstract doClose(): Promise<void>;
 
@@ -429,13 +436,21 @@ export abstract class SessionStoreBase implements SessionStoreLike {
   ): Promise<R> {
     const changes: VariableChange[] = [];
     let pending: PendingNotifications | undefined;
-    const result = await this.doUnit(sessionId, async (unit) => {
-      const done = await work(unit, changes);
-      pending = this.#announcements(sessionId, changes, meta);
-      return done;
-    }, allowExpired, prefetch, () => pending);
-    if (pending !== undefined && !this.hub.closed) pending.commit();
-    return result;
+    let ticket: Ticket | undefined;
+    try {
+      const result = await this.doUnit(sessionId, async (unit) => {
+        const done = await work(unit, changes);
+        pending = this.#announcements(sessionId, changes, meta);
+        return done;
+      }, allowExpired, prefetch, () => pending, () => void (ticket = this.#order.enter(sessionId)));
+      // Per session (so per key), announcements follow commit order, whatever order the commits' replies came in.
+      const turn = ticket === undefined ? undefined : this.#order.turn(ticket);
+      if (turn !== undefined) await turn;
+      if (pending !== undefined && !this.hub.closed) pending.commit();
+      return result;
+    } finally {
+      if (ticket !== undefined) this.#order.leave(ticket);
+    }
   }
 
   /** The unit's changes as a pending batch: coalesced per variable, each with the version it ended at. */

@@ -322,6 +322,23 @@ export function storeSuite(options: StoreSuiteOptions): void {
       }
     });
 
+    test('set() - per key, announcements follow commit order: 8 concurrent writers, every version announced once, in order', async ({ make }) => {
+      const { hub, store } = await make();
+      const id = uniqueId();
+      await store.createSession(id);
+      const versions: number[] = [];
+      await store.watch(id, 'n', (c) => void versions.push(c.meta['version'] as number));
+      const writers = 8;
+      const sets = 150;
+      await Promise.all(Array.from({ length: writers }, async (_, w) => {
+        for (let i = 0; i < sets; i++) await store.set(id, 'n', w * sets + i);
+      }));
+      await drain(hub);
+      const outOfOrder = versions.filter((v, i) => i > 0 && v <= versions[i - 1]!).length;
+      assert.equal(outOfOrder, 0, `versions out of commit order: ${outOfOrder} of ${versions.length}`);
+      assert.deepEqual(versions, Array.from({ length: writers * sets }, (_, i) => i + 1));
+    });
+
     test('watch() - includeCurrent leaves no gap and no duplicate while writes race with the call', async ({ make }) => {
       const { hub, store } = await make();
       const id = uniqueId();
