@@ -29,7 +29,8 @@ export interface Codec {
 /**
  * JSON, strictly: a value JSON would silently drop or change (a function,
  * a symbol, a BigInt, `undefined` inside an object or array, NaN, a Date or
- * another class instance, a cycle) fails `notify` with `HERALD_UNSERIALIZABLE`
+ * another class instance, a cycle, -0, symbol-keyed properties, nesting past
+ * 512 levels) fails `notify` with `HERALD_UNSERIALIZABLE`
  * instead. `undefined` as a whole `oldValue` or `newValue` travels as absent
  * and arrives as `undefined`.
  */
@@ -65,7 +66,7 @@ function hasKeys(object: object): boolean {
 
 /** `value` as JSON, once it is known to be JSON all the way down; finite numbers and booleans, common and trivial, need no walk. */
 function checked(value: unknown, arg: string): string {
-  if ((typeof value === 'number' && Number.isFinite(value)) || typeof value === 'boolean') return String(value);
+  if ((typeof value === 'number' && Number.isFinite(value) && !Object.is(value, -0)) || typeof value === 'boolean') return String(value);
   if (typeof value !== 'string') assertJson(value, arg);
   return JSON.stringify(value);
 }

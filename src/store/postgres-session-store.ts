@@ -38,6 +38,7 @@ export class PostgresSessionStore extends SessionStoreBase {
   readonly #pool: pg.Pool;
   readonly #ownsPool: boolean;
   readonly #sessions: string;
+  readonly #tombstones: string;
   readonly #variables: string;
   readonly #schema: string;
   #ready: Promise<void> | undefined;
@@ -50,6 +51,7 @@ export class PostgresSessionStore extends SessionStoreBase {
     this.#ownsPool = owned;
     this.#schema = schema;
     this.#sessions = `"${schema}".sessions`;
+    this.#tombstones = `"${schema}".variable_tombstones`;
     this.#variables = `"${schema}".variables`;
   }
 
@@ -132,6 +134,8 @@ export class PostgresSessionStore extends SessionStoreBase {
         if (row === undefined || (!allowExpired && row.expires_at !== null && Number(row.expires_at) <= Date.now())) throw noSession(sessionId);
         // What this unit knows of its variables, its own writes included; the writes wait for the COMMIT.
         const known = new Map<string, StoredVariable | undefined>();
+        /** This unit's own removals, with their versions. */
+        const removed = new Map<string, number>();
         const writes: string[] = [];
         if (prefetch !== undefined) {
           const variable = (results[2] as pg.QueryResult<StoredRow> | undefined)?.rows[0];
@@ -157,10 +161,25 @@ export class PostgresSessionStore extends SessionStoreBase {
             known.set(name, { value, version });
             return Promise.resolve();
           },
-          remove: (name) => {
-            writes.push(`DELETE FROM ${this.#variables} WHERE session_id = ${client.escapeLiteral(sessionId)} AND name = ${client.escapeLiteral(name)}`);
+          remove: (name, version) => {
+            const where = `session_id = ${client.escapeLiteral(sessionId)} AND name = ${client.escapeLiteral(name)}`;
+            writes.push(`DELETE FROM ${this.#variables} WHERE ${where}`);
+            writes.push(`INSERT INTO ${this.#tombstones} (session_id, name, version)
+              VALUES (${client.escapeLiteral(sessionId)}, ${client.escapeLiteral(name)}, ${version})
+              ON CONFLICT (session_id, name) DO UPDATE SET version = EXCLUDED.version`);
             known.set(name, undefined);
+            removed.set(name, version);
             return Promise.resolve();
+          },
+          tombstone: async (name) => {
+            const own = removed.get(name);
+            if (own !== undefined) return own;
+            const result = await client.query<{ version: string }>(
+              `SELECT version FROM ${this.#tombstones} WHERE session_id = $1 AND name = $2`, [sessionId, name],
+            ).catch((error: unknown) => {
+              throw storeError('could not read the variable in the transaction; it was rolled back', error);
+            });
+            return result.rows[0] === undefined ? 0 : Number(result.rows[0].version);
           },
           dropSession: async () => {
             const result = await client.query<StoredRow & { name: string }>(
@@ -221,6 +240,13 @@ export class PostgresSessionStore extends SessionStoreBase {
         session_id text NOT NULL REFERENCES ${this.#sessions} (id) ON DELETE CASCADE,
         name text NOT NULL,
         value jsonb,
+        version bigint NOT NULL,
+        PRIMARY KEY (session_id, name)
+      )`,
+      // A removed variable's last version: a new variable of that name goes on from it, so a version never goes backwards.
+      `CREATE TABLE IF NOT EXISTS ${this.#tombstones} (
+        session_id text NOT NULL REFERENCES ${this.#sessions} (id) ON DELETE CASCADE,
+        name text NOT NULL,
         version bigint NOT NULL,
         PRIMARY KEY (session_id, name)
       )`,

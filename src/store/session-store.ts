@@ -4,12 +4,16 @@ import { isExpired, noSession, SessionStoreBase, type SessionInfo, type StoreOpt
 interface MemorySession {
   info: SessionInfo;
   readonly variables: Map<string, StoredVariable>;
+  /** Removed variables' last versions: a new variable of that name goes on from there. */
+  readonly tombstones: Map<string, number>;
   /** The tail of this session's chain of units: each waits for the one before. */
   lock: Promise<void>;
 }
 
-/** Stands in a unit's buffer for a variable the unit removed. */
-const REMOVED = Symbol('removed');
+/** Stands in a unit's buffer for a variable the unit removed, with the version of its removal. */
+class Removed {
+  constructor(readonly version: number) {}
+}
 
 /**
  * The embedded session store: sessions and variables in memory, changes
@@ -34,7 +38,7 @@ export class SessionStore extends SessionStoreBase {
   protected doCreateSession(sessionId: string, expiresAt: number | undefined, meta: JsonValue): Promise<SessionInfo | undefined> {
     if (this.#sessions.has(sessionId)) return Promise.resolve(undefined);
     const info: SessionInfo = Object.freeze({ id: sessionId, createdAt: Date.now(), expiresAt, meta });
-    this.#sessions.set(sessionId, { info, variables: new Map(), lock: Promise.resolve() });
+    this.#sessions.set(sessionId, { info, variables: new Map(), tombstones: new Map(), lock: Promise.resolve() });
     return Promise.resolve(info);
   }
 
@@ -83,20 +87,24 @@ export class SessionStore extends SessionStoreBase {
     try {
       // Checked under the lock: the session may have ended while this unit waited.
       if (this.#sessions.get(sessionId) !== session || (isExpired(session.info) && !allowExpired)) throw noSession(sessionId);
-      const writes = new Map<string, StoredVariable | typeof REMOVED>();
+      const writes = new Map<string, StoredVariable | Removed>();
       let dropped = false;
       const unit: Unit = {
         read: (name) => {
           const buffered = writes.get(name);
-          return Promise.resolve(buffered === REMOVED ? undefined : buffered ?? session.variables.get(name));
+          return Promise.resolve(buffered instanceof Removed ? undefined : buffered ?? session.variables.get(name));
         },
         write: (name, value, version) => {
           writes.set(name, { value, version });
           return Promise.resolve();
         },
-        remove: (name) => {
-          writes.set(name, REMOVED);
+        remove: (name, version) => {
+          writes.set(name, new Removed(version));
           return Promise.resolve();
+        },
+        tombstone: (name) => {
+          const buffered = writes.get(name);
+          return Promise.resolve(buffered instanceof Removed ? buffered.version : session.tombstones.get(name) ?? 0);
         },
         dropSession: () => {
           dropped = true;
@@ -109,8 +117,13 @@ export class SessionStore extends SessionStoreBase {
         this.#sessions.delete(sessionId);
       } else {
         for (const [name, write] of writes) {
-          if (write === REMOVED) session.variables.delete(name);
-          else session.variables.set(name, write);
+          if (write instanceof Removed) {
+            session.variables.delete(name);
+            session.tombstones.set(name, write.version);
+          } else {
+            session.variables.set(name, write);
+            session.tombstones.delete(name);
+          }
         }
       }
       return result;

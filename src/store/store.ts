@@ -139,8 +139,10 @@ export interface Unit {
   read(name: string): Promise<StoredVariable | undefined>;
   /** Stores a variable: `value` undefined defines it unset. The caller decides the version. */
   write(name: string, value: JsonValue | undefined, version: number): Promise<void>;
-  /** Removes a variable. */
-  remove(name: string): Promise<void>;
+  /** Removes a variable; `version` is the one its removal was announced with, kept so that a new variable of that name goes on from it. */
+  remove(name: string, version: number): Promise<void>;
+  /** The version a removed variable of that name ended at (this unit's own removals included), or 0: where a new one goes on from. */
+  tombstone(name: string): Promise<number>;
   /** Removes the session and returns its variables as they were. */
   dropSession(): Promise<{ name: string; value: JsonValue | undefined; version: number }[]>;
 }
@@ -308,10 +310,10 @@ export abstract class SessionStoreBase implements SessionStoreLike {
     await this.#mutate(sessionId, {}, async (unit, changes) => {
       const current = await unit.read(name);
       if (initial === undefined || (current?.value !== undefined && jsonEqual(current.value, initial))) {
-        if (current === undefined) await unit.write(name, undefined, 0);
+        if (current === undefined) await unit.write(name, undefined, await unit.tombstone(name));
         return;
       }
-      const version = (current?.version ?? 0) + 1;
+      const version = (current?.version ?? (await unit.tombstone(name))) + 1;
       await unit.write(name, initial, version);
       changes.push({ name, oldValue: current?.value, newValue: initial, version });
     }, { prefetch: name });
@@ -476,7 +478,8 @@ export abstract class SessionStoreBase implements SessionStoreLike {
     if (current !== undefined && current.value !== undefined && jsonEqual(current.value, value)) {
       return { oldValue: current.value, newValue: current.value, version: current.version };
     }
-    const version = (current?.version ?? 0) + 1;
+    // A variable's version never goes backwards, not even across its deletion and re-creation.
+    const version = (current?.version ?? (await unit.tombstone(name))) + 1;
     await unit.write(name, value, version);
     changes.push(meta === undefined ? { name, oldValue: current?.value, newValue: value, version } : { name, oldValue: current?.value, newValue: value, version, meta });
     return { oldValue: current?.value, newValue: value, version };
@@ -485,7 +488,7 @@ export abstract class SessionStoreBase implements SessionStoreLike {
   async #deleteIn(unit: Unit, name: string, changes: VariableChange[]): Promise<boolean> {
     const current = await unit.read(name);
     if (current === undefined) return false;
-    await unit.remove(name);
+    await unit.remove(name, current.version + 1);
     if (current.value !== undefined) changes.push({ name, oldValue: current.value, newValue: undefined, version: current.version + 1 });
     return true;
   }

@@ -339,6 +339,29 @@ export function storeSuite(options: StoreSuiteOptions): void {
       assert.deepEqual(versions, Array.from({ length: writers * sets }, (_, i) => i + 1));
     });
 
+    test('set() - a variable\'s version never goes backwards, not even when it is deleted and made again (in one transaction or two)', async ({ make }) => {
+      const { hub, store } = await make();
+      const id = uniqueId();
+      await store.createSession(id);
+      await store.set(id, 'x', 'A');
+      const plain: unknown[] = [];
+      const current: unknown[] = [];
+      await store.watch(id, 'x', (c) => void plain.push([c.newValue, c.meta['version']]));
+      await store.watch(id, 'x', (c) => void current.push([c.newValue, c.meta['version']]), { includeCurrent: true });
+      await store.transaction(id, async (tx) => {
+        await tx.delete('x');
+        await tx.set('x', 'B');
+      });
+      // The transaction made two real changes (2: deleted, 3: set), announced once, coalesced, with the last version.
+      assert.equal((await store.set(id, 'x', 'C')).version, 4);
+      assert.equal(await store.delete(id, 'x'), true);
+      assert.equal((await store.set(id, 'x', 'D')).version, 6);
+      await drain(hub);
+      assert.deepEqual(plain, [['B', 3], ['C', 4], [undefined, 5], ['D', 6]]);
+      assert.deepEqual(current, [['A', 1], ['B', 3], ['C', 4], [undefined, 5], ['D', 6]]);
+      assert.deepEqual(await store.list(id), [{ name: 'x', value: 'D', version: 6 }]);
+    });
+
     test('watch() - includeCurrent leaves no gap and no duplicate while writes race with the call', async ({ make }) => {
       const { hub, store } = await make();
       const id = uniqueId();
