@@ -16,6 +16,7 @@ export type HeraldErrorCode =
   | 'HERALD_STORE'
   | 'HERALD_TOO_LARGE'
   | 'HERALD_GAP'
+  | 'HERALD_REENTRANT'
   | 'HERALD_BACKPLANE';
 
 /**

@@ -1,4 +1,5 @@
-import { HeraldError, InvalidArgumentError, InvalidValueError } from '../core/errors.js';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { HeraldError, InvalidArgumentError, InvalidValueError, TimeoutError } from '../core/errors.js';
 import type { PendingNotifications } from '../delivery/pending.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
 import { assertCallback, assertOptions, copyOptions, isPlainObject, optionalDuration } from '../core/assert.js';
@@ -12,6 +13,10 @@ import { AnnouncementOrder, type Ticket } from './announcement-order.js';
 export const MAX_ID_LENGTH = 256;
 export const MAX_NAME_LENGTH = 256;
 export const DEFAULT_EXPIRY_CHECK_MS = 1000;
+export const DEFAULT_TRANSACTION_TIMEOUT_MS = 30_000;
+
+/** The sessions whose transaction the running code is inside of: a mutation of one of them from there would wait for itself. */
+const inTransaction = new AsyncLocalStorage<ReadonlySet<string>>();
 
 /** A session as a store reports it. Times are epoch milliseconds; `expiresAt` is undefined for a session without TTL. */
 export interface SessionInfo {
@@ -156,6 +161,13 @@ export interface StoreOptions {
   readonly strict?: boolean;
   /** How often the unref'd expiry timer looks for expired sessions; 0 turns it off. @default 1000 */
   readonly expiryCheckMs?: number;
+  /**
+   * How long a `transaction(id, fn)` may hold its session: past it the
+   * transaction is rolled back and rejects with `HERALD_TIMEOUT`, and its
+   * `tx` refuses further calls with `HERALD_SETTLED`. Infinity waits for ever.
+   * @default 30000
+   */
+  readonly transactionTimeoutMs?: number;
 }
 
 let txCounter = 0;
@@ -176,6 +188,9 @@ export abstract class SessionStoreBase implements SessionStoreLike {
   readonly #watchers = new Map<string, Set<Subscription>>();
   #expiryTimer: NodeJS.Timeout | undefined;
   readonly #order = new AnnouncementOrder();
+  readonly #transactionTimeoutMs: number;
+  /** Sessions the expiry sweep is ending now. */
+  readonly #expiring = new Set<string>();
   /** Watcher sets of sessions that have ended: a watcher still registering into one ends as it arrives. */
   readonly #endedSets = new WeakSet<Set<Subscription>>();
   #closed = false;
@@ -190,6 +205,8 @@ export abstract class SessionStoreBase implements SessionStoreLike {
       throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.strict', 'a boolean or undefined', options.strict);
     }
     optionalDuration(options.expiryCheckMs, 'options.expiryCheckMs', 0, false);
+    optionalDuration(options.transactionTimeoutMs, 'options.transactionTimeoutMs', 1, true);
+    this.#transactionTimeoutMs = options.transactionTimeoutMs ?? DEFAULT_TRANSACTION_TIMEOUT_MS;
     const check = options.expiryCheckMs ?? DEFAULT_EXPIRY_CHECK_MS;
     this.hub = options.hub;
     this.#defaultTtlMs = options.defaultTtlMs;
@@ -286,11 +303,20 @@ export abstract class SessionStoreBase implements SessionStoreLike {
 
   async expireSessions(): Promise<number> {
     if (this.#closed) return 0;
-    let ended = 0;
-    for (const sessionId of await this.doExpiredSessions(Date.now())) {
-      if (await this.#endSession(sessionId, 'expired')) ended++;
-    }
-    return ended;
+    // All at once: a session held by a long transaction delays only itself (and at most by the transaction timeout),
+    // and a session whose expiry is still waiting for it is not asked for again (each would hold a connection).
+    const expired = (await this.doExpiredSessions(Date.now())).filter((id) => !this.#expiring.has(id));
+    const results = await Promise.allSettled(expired.map(async (id) => {
+      this.#expiring.add(id);
+      try {
+        return await this.#endSession(id, 'expired');
+      } finally {
+        this.#expiring.delete(id);
+      }
+    }));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+    return results.filter((r) => r.status === 'fulfilled' && r.value).length;
   }
 
   // ---- variables ----
@@ -387,12 +413,29 @@ export abstract class SessionStoreBase implements SessionStoreLike {
           return this.#deleteIn(unit, name, changes);
         },
       };
+      const inside = new Set(inTransaction.getStore());
+      inside.add(sessionId);
+      const running = Promise.resolve().then(() => inTransaction.run(inside, () => fn(tx)));
       try {
-        return await fn(tx);
+        return await this.#withinTimeout(running, sessionId, txId);
       } finally {
         open = false;
       }
     });
+  }
+
+  /** `running`, or a `HERALD_TIMEOUT` once the transaction timeout has passed (the function's later failure is then contained). */
+  #withinTimeout<R>(running: Promise<R>, sessionId: string, txId: string): Promise<R> {
+    const ms = this.#transactionTimeoutMs;
+    if (ms === Infinity) return running;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        running.catch(() => {}); // it goes on running; what it throws later reaches nobody
+        reject(new TimeoutError(`transaction ${txId} on session ${JSON.stringify(sessionId)} did not finish within transactionTimeoutMs (${ms} ms): it was rolled back, and its tx refuses further calls`));
+      }, ms);
+    });
+    return Promise.race([running, timeout]).finally(() => clearTimeout(timer));
   }
 
   // ---- watching ----
@@ -436,6 +479,9 @@ export abstract class SessionStoreBase implements SessionStoreLike {
     sessionId: string, meta: Record<string, unknown>, work: (unit: Unit, changes: VariableChange[]) => Promise<R>,
     { allowExpired = false, prefetch }: { allowExpired?: boolean; prefetch?: string } = {},
   ): Promise<R> {
+    if (inTransaction.getStore()?.has(sessionId) === true) {
+      throw new HeraldError('HERALD_REENTRANT', `session ${JSON.stringify(sessionId)} cannot be changed from inside its own transaction, which holds it: use the transaction's \`tx\``);
+    }
     const changes: VariableChange[] = [];
     let pending: PendingNotifications | undefined;
     let ticket: Ticket | undefined;

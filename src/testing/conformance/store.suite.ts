@@ -362,6 +362,72 @@ export function storeSuite(options: StoreSuiteOptions): void {
       assert.deepEqual(await store.list(id), [{ name: 'x', value: 'D', version: 6 }]);
     });
 
+    test('transaction() - one that never settles is rolled back at transactionTimeoutMs: HERALD_TIMEOUT, its tx refuses later calls, the session is free, nothing announced', async ({ make }) => {
+      const { hub, store } = await make({ transactionTimeoutMs: 100 });
+      const id = uniqueId();
+      await store.createSession(id);
+      await store.set(id, 'n', 1);
+      let kept: { set(name: string, value: unknown): Promise<unknown> } | undefined;
+      await expectNoChange(hub, variableKey(id, 'n'), async () => {
+        await assert.rejects(store.transaction(id, async (tx) => {
+          kept = tx;
+          await tx.set('n', 2);
+          await new Promise<void>(() => {}); // never settles
+        }), { code: 'HERALD_TIMEOUT' });
+      });
+      await assert.rejects(kept!.set('n', 3), { code: 'HERALD_SETTLED' });
+      assert.equal(await store.get(id, 'n'), 1);
+      assert.equal((await store.set(id, 'n', 4)).version, 2, 'the session is free again');
+    });
+
+    test('transaction() - changing its own session from inside it through the store fails at once with HERALD_REENTRANT instead of waiting for itself', async ({ make }) => {
+      const { store } = await make();
+      const id = uniqueId();
+      const other = uniqueId();
+      await store.createSession(id);
+      await store.createSession(other);
+      await store.transaction(id, async (tx) => {
+        await assert.rejects(store.set(id, 'n', 1), { code: 'HERALD_REENTRANT' });
+        await assert.rejects(store.deleteSession(id), { code: 'HERALD_REENTRANT' });
+        await store.set(other, 'n', 1); // another session is fine
+        await tx.set('n', 2);
+      });
+      assert.equal(await store.get(id, 'n'), 2);
+      assert.equal(await store.get(other, 'n'), 1);
+    });
+
+    test('expireSessions() - a session held by a long transaction delays neither the others nor later sweeps', async ({ make }) => {
+      const { store } = await make({ transactionTimeoutMs: 60_000 });
+      const held = uniqueId();
+      const free = uniqueId();
+      // Long enough for the transaction below to take the session before it expires.
+      const ttlMs = 1000;
+      const created = Date.now();
+      await store.createSession(held, { ttlMs });
+      await store.createSession(free, { ttlMs });
+      let release!: () => void;
+      let entered!: () => void;
+      const inside = new Promise<void>((resolve) => (entered = resolve));
+      const holding = store.transaction(held, async () => {
+        entered();
+        await new Promise<void>((resolve) => (release = resolve));
+      }).catch((error: unknown) => error);
+      await within(inside, 5000, 'the transaction to hold its session');
+      await within(new Promise<void>((resolve) => {
+        const check = (): void => void (Date.now() > created + ttlMs + 1 ? resolve() : setTimeout(check, 10));
+        check();
+      }), 10_000, 'both sessions to expire');
+      const first = store.expireSessions();
+      await within(new Promise<void>((resolve) => {
+        const check = async (): Promise<void> => ((await store.listSessions()).some((s) => s.id === free) ? void setTimeout(() => void check(), 5) : resolve());
+        void check();
+      }), 5000, 'the free session to be ended while the other is held');
+      assert.equal(await within(store.expireSessions(), 5000, 'a second sweep'), 0, 'the held session is not asked for twice');
+      release();
+      await within(holding, 5000, 'the transaction');
+      assert.equal(await within(first, 5000, 'the first sweep'), 2);
+    });
+
     test('watch() - includeCurrent leaves no gap and no duplicate while writes race with the call', async ({ make }) => {
       const { hub, store } = await make();
       const id = uniqueId();
