@@ -4,7 +4,7 @@ import type { JsonValue } from '../core/json.js';
 import { stageOutbox } from '../cluster/postgres.js';
 import type { PendingNotifications } from '../delivery/pending.js';
 import { createOnce, inTransaction, resolvePool } from './pg-transaction.js';
-import { noSession, SessionStoreBase, type SessionInfo, type StoreOptions, type StoredVariable, type Unit, type VariableEntry } from './store.js';
+import { noSession, SessionStoreBase, type SessionInfo, type StoreOptions, type StoredVariable, type Unit, type UnitAccess, type VariableEntry } from './store.js';
 
 /** Options of {@link PostgresSessionStore}: a `pool` of yours, or a `connectionString` for one the store owns. */
 export type PostgresStoreOptions = StoreOptions & {
@@ -103,6 +103,11 @@ export class PostgresSessionStore extends SessionStoreBase {
     return rows.map((row) => ({ name: row.name, ...toStored(row) }));
   }
 
+  protected override async doExistingSessions(ids: readonly string[]): Promise<Set<string>> {
+    const { rows } = await this.#query<{ id: string }>('find the watched sessions', `SELECT id FROM ${this.#sessions} WHERE id = ANY($1)`, [ids]);
+    return new Set(rows.map((row) => row.id));
+  }
+
   protected async doExpiredSessions(now: number): Promise<string[]> {
     const { rows } = await this.#query<{ id: string }>('find the expired sessions',
       `SELECT id FROM ${this.#sessions} WHERE expires_at IS NOT NULL AND expires_at <= $1`, [now],
@@ -111,7 +116,7 @@ export class PostgresSessionStore extends SessionStoreBase {
   }
 
   protected async doUnit<R>(
-    sessionId: string, work: (unit: Unit) => Promise<R>, allowExpired: boolean, prefetch: string | undefined,
+    sessionId: string, work: (unit: Unit) => Promise<R>, access: UnitAccess, prefetch: string | undefined,
     announcements: () => PendingNotifications | undefined, locked: () => void,
   ): Promise<R> {
     await this.#ensureTables();
@@ -122,7 +127,8 @@ export class PostgresSessionStore extends SessionStoreBase {
         // statement sees what committed before it began, where a join in the locking statement could see
         // a value from before the wait. The session lock serialises every unit on the session, so variable
         // rows need no lock of their own.
-        const lock = `SELECT expires_at FROM ${this.#sessions} WHERE id = ${client.escapeLiteral(sessionId)} FOR UPDATE`;
+        // The sweep never waits for a transaction that holds the session: SKIP LOCKED finds no row, a later sweep ends it.
+        const lock = `SELECT expires_at FROM ${this.#sessions} WHERE id = ${client.escapeLiteral(sessionId)} FOR UPDATE${access === 'sweeping' ? ' SKIP LOCKED' : ''}`;
         const fetch = prefetch === undefined
           ? ''
           : `; SELECT value, value IS NULL AS unset, version FROM ${this.#variables}
@@ -131,7 +137,7 @@ export class PostgresSessionStore extends SessionStoreBase {
         // Held from here until COMMIT: the units of a session commit in the order they get here.
         locked();
         const row = (results[1] as pg.QueryResult<{ expires_at: string | null }> | undefined)?.rows[0];
-        if (row === undefined || (!allowExpired && row.expires_at !== null && Number(row.expires_at) <= Date.now())) throw noSession(sessionId);
+        if (row === undefined || (access === 'live' && row.expires_at !== null && Number(row.expires_at) <= Date.now())) throw noSession(sessionId);
         // What this unit knows of its variables, its own writes included; the writes wait for the COMMIT.
         const known = new Map<string, StoredVariable | undefined>();
         /** This unit's own removals, with their versions. */

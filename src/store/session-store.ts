@@ -1,5 +1,5 @@
 import type { JsonValue } from '../core/json.js';
-import { isExpired, noSession, SessionStoreBase, type SessionInfo, type StoreOptions, type StoredVariable, type Unit, type VariableEntry } from './store.js';
+import { isExpired, noSession, SessionStoreBase, type SessionInfo, type StoreOptions, type StoredVariable, type Unit, type UnitAccess, type VariableEntry } from './store.js';
 
 interface MemorySession {
   info: SessionInfo;
@@ -8,6 +8,8 @@ interface MemorySession {
   readonly tombstones: Map<string, number>;
   /** The tail of this session's chain of units: each waits for the one before. */
   lock: Promise<void>;
+  /** Whether a unit holds the session now. */
+  busy: boolean;
 }
 
 /** Stands in a unit's buffer for a variable the unit removed, with the version of its removal. */
@@ -38,7 +40,7 @@ export class SessionStore extends SessionStoreBase {
   protected doCreateSession(sessionId: string, expiresAt: number | undefined, meta: JsonValue): Promise<SessionInfo | undefined> {
     if (this.#sessions.has(sessionId)) return Promise.resolve(undefined);
     const info: SessionInfo = Object.freeze({ id: sessionId, createdAt: Date.now(), expiresAt, meta });
-    this.#sessions.set(sessionId, { info, variables: new Map(), tombstones: new Map(), lock: Promise.resolve() });
+    this.#sessions.set(sessionId, { info, variables: new Map(), tombstones: new Map(), lock: Promise.resolve(), busy: false });
     return Promise.resolve(info);
   }
 
@@ -74,19 +76,22 @@ export class SessionStore extends SessionStoreBase {
   }
 
   protected async doUnit<R>(
-    sessionId: string, work: (unit: Unit) => Promise<R>, allowExpired: boolean, _prefetch: string | undefined, _announcements: unknown,
+    sessionId: string, work: (unit: Unit) => Promise<R>, access: UnitAccess, _prefetch: string | undefined, _announcements: unknown,
     locked: () => void,
   ): Promise<R> {
     const session = this.#sessions.get(sessionId);
     if (session === undefined) throw noSession(sessionId);
+    // The sweep never waits for a unit that holds the session: it is ended by a later sweep.
+    if (access === 'sweeping' && session.busy) throw noSession(sessionId);
     let release!: () => void;
     const previous = session.lock;
     session.lock = new Promise<void>((resolve) => (release = resolve));
     await previous;
+    session.busy = true;
     locked();
     try {
       // Checked under the lock: the session may have ended while this unit waited.
-      if (this.#sessions.get(sessionId) !== session || (isExpired(session.info) && !allowExpired)) throw noSession(sessionId);
+      if (this.#sessions.get(sessionId) !== session || (isExpired(session.info) && access === 'live')) throw noSession(sessionId);
       const writes = new Map<string, StoredVariable | Removed>();
       let dropped = false;
       const unit: Unit = {
@@ -128,6 +133,7 @@ export class SessionStore extends SessionStoreBase {
       }
       return result;
     } finally {
+      session.busy = false;
       release();
     }
   }

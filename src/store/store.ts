@@ -139,6 +139,14 @@ export interface VariableChange {
  * store buffers under a per-session lock; PostgreSQL runs a transaction with
  * row locks. Nothing a unit did is visible to observers until it commits.
  */
+/**
+ * Which sessions a unit may run on: `live` ones only; also `ending` ones
+ * (expired, being ended), waiting for their lock; or, for the expiry sweep,
+ * expired ones whose lock is free now (`sweeping`: a held one is skipped as
+ * absent, for a later sweep).
+ */
+export type UnitAccess = 'live' | 'ending' | 'sweeping';
+
 export interface Unit {
   /** Reads (and, where the engine locks, locks) a variable; undefined when it does not exist. */
   read(name: string): Promise<StoredVariable | undefined>;
@@ -189,8 +197,6 @@ export abstract class SessionStoreBase implements SessionStoreLike {
   #expiryTimer: NodeJS.Timeout | undefined;
   readonly #order = new AnnouncementOrder();
   readonly #transactionTimeoutMs: number;
-  /** Sessions the expiry sweep is ending now. */
-  readonly #expiring = new Set<string>();
   /** Watcher sets of sessions that have ended: a watcher still registering into one ends as it arrives. */
   readonly #endedSets = new WeakSet<Set<Subscription>>();
   #closed = false;
@@ -234,24 +240,29 @@ export abstract class SessionStoreBase implements SessionStoreLike {
   /** The ids of sessions whose time is up. */
   protected abstract doExpiredSessions(now: number): Promise<string[]>;
   /**
-   * Runs `work` as one atomic unit on a living session; resolves after it is
-   * durable. Rejects `HERALD_NO_SESSION` for a missing session, and for an
-   * expired one unless `allowExpired` (the expiry itself). `prefetch` names
-   * the variable the unit will read first, for an engine that can fetch it
-   * together with the session (one round trip fewer).
+   * Which of `ids` still exist: where other processes share the engine, a
+   * session this store has watchers on may have been ended by one of them.
+   * The default asks for each; an engine may ask for all at once.
    */
+  protected async doExistingSessions(ids: readonly string[]): Promise<Set<string>> {
+    const found = await Promise.all(ids.map(async (id) => ((await this.doGetSession(id)) === undefined ? undefined : id)));
+    return new Set(found.filter((id) => id !== undefined));
+  }
+
   /**
-   * Runs `work` atomically. `announcements()`, asked once `work` is done and
-   * before the commit, gives the unit's pending announcements (an engine with
-   * an outbox writes them in the same transaction).
-   */
-  /**
-   * Runs `work` as one atomic unit on the session, holding its lock.
-   * `locked` must be called as soon as the lock is held: the announcements
-   * of a session's units follow the order of those calls.
+   * Runs `work` as one atomic unit on a living session, holding its lock;
+   * resolves after it is durable. Rejects `HERALD_NO_SESSION` for a missing
+   * session, and for an expired one unless `access` allows it (see
+   * {@link UnitAccess}). `prefetch` names the variable the unit will read
+   * first, for an engine that can fetch it together with the session (one
+   * round trip fewer). `announcements()`, asked once `work` is done and
+   * before the commit, gives the unit's pending announcements (an engine
+   * with an outbox writes them in the same transaction). `locked` must be
+   * called as soon as the lock is held: the announcements of a session's
+   * units follow the order of those calls.
    */
   protected abstract doUnit<R>(
-    sessionId: string, work: (unit: Unit) => Promise<R>, allowExpired: boolean, prefetch: string | undefined,
+    sessionId: string, work: (unit: Unit) => Promise<R>, access: UnitAccess, prefetch: string | undefined,
     announcements: () => PendingNotifications | undefined, locked: () => void,
   ): Promise<R>;
   protected abstract doClose(): Promise<void>;
@@ -303,19 +314,17 @@ export abstract class SessionStoreBase implements SessionStoreLike {
 
   async expireSessions(): Promise<number> {
     if (this.#closed) return 0;
-    // All at once: a session held by a long transaction delays only itself (and at most by the transaction timeout),
-    // and a session whose expiry is still waiting for it is not asked for again (each would hold a connection).
-    const expired = (await this.doExpiredSessions(Date.now())).filter((id) => !this.#expiring.has(id));
-    const results = await Promise.allSettled(expired.map(async (id) => {
-      this.#expiring.add(id);
-      try {
-        return await this.#endSession(id, 'expired');
-      } finally {
-        this.#expiring.delete(id);
-      }
-    }));
+    // Side by side, and never waiting: a session held by a transaction is skipped, and ended by a later sweep.
+    const expired = await this.doExpiredSessions(Date.now());
+    const results = await Promise.allSettled(expired.map((id) => this.#endSession(id, 'expired', true)));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
+    // Sessions ended elsewhere (another process on the same engine): their watchers here end too.
+    const watched = [...this.#watchers.keys()];
+    if (watched.length > 0) {
+      const alive = await this.doExistingSessions(watched);
+      for (const id of watched) if (!alive.has(id)) this.#endWatchers(id);
+    }
     return results.filter((r) => r.status === 'fulfilled' && r.value).length;
   }
 
@@ -477,7 +486,7 @@ export abstract class SessionStoreBase implements SessionStoreLike {
    */
   async #mutate<R>(
     sessionId: string, meta: Record<string, unknown>, work: (unit: Unit, changes: VariableChange[]) => Promise<R>,
-    { allowExpired = false, prefetch }: { allowExpired?: boolean; prefetch?: string } = {},
+    { access = 'live', prefetch }: { access?: UnitAccess; prefetch?: string } = {},
   ): Promise<R> {
     if (inTransaction.getStore()?.has(sessionId) === true) {
       throw new HeraldError('HERALD_REENTRANT', `session ${JSON.stringify(sessionId)} cannot be changed from inside its own transaction, which holds it: use the transaction's \`tx\``);
@@ -490,7 +499,7 @@ export abstract class SessionStoreBase implements SessionStoreLike {
         const done = await work(unit, changes);
         pending = this.#announcements(sessionId, changes, meta);
         return done;
-      }, allowExpired, prefetch, () => pending, () => void (ticket = this.#order.enter(sessionId)));
+      }, access, prefetch, () => pending, () => void (ticket = this.#order.enter(sessionId)));
       // Per session (so per key), announcements follow commit order, whatever order the commits' replies came in.
       const turn = ticket === undefined ? undefined : this.#order.turn(ticket);
       if (turn !== undefined) await turn;
@@ -539,13 +548,13 @@ export abstract class SessionStoreBase implements SessionStoreLike {
     return true;
   }
 
-  async #endSession(sessionId: string, reason: 'deleted' | 'expired'): Promise<boolean> {
+  async #endSession(sessionId: string, reason: 'deleted' | 'expired', sweeping = false): Promise<boolean> {
     try {
       await this.#mutate(sessionId, { sessionEnded: reason }, async (unit, changes) => {
         for (const v of await unit.dropSession()) {
           if (v.value !== undefined) changes.push({ name: v.name, oldValue: v.value, newValue: undefined, version: v.version + 1 });
         }
-      }, { allowExpired: reason === 'expired' });
+      }, { access: reason === 'deleted' ? 'live' : sweeping ? 'sweeping' : 'ending' });
     } catch (error) {
       if (error instanceof HeraldError && error.code === 'HERALD_NO_SESSION') return false;
       throw error;

@@ -260,3 +260,19 @@ test('PostgresSessionStore - the expiry sweep finds expired sessions through an 
   const { rows } = await admin.query<{ indexdef: string }>('SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = $2', [schema, 'sessions']);
   assert.ok(rows.some((row) => /\(expires_at\)/.test(row.indexdef)), JSON.stringify(rows));
 });
+
+test('PostgresSessionStore - a session deleted by another process ends this process\'s watchers at the next sweep', { skip }, async (t) => {
+  const here = createStore(t, createHub(t));
+  const elsewhere = createStore(t, createHub(t)); // another process: its own hub, the same tables
+  const id = uniqueId();
+  await here.createSession(id);
+  const reasons: string[] = [];
+  let ended!: () => void;
+  const closed = new Promise<void>((resolve) => (ended = resolve));
+  const sub = await here.watchSession(id, () => {}, { onClose: (reason) => { reasons.push(reason); ended(); } });
+  assert.equal(await elsewhere.deleteSession(id), true);
+  assert.equal(sub.active, true, 'nothing told this process yet');
+  await here.expireSessions();
+  await within(closed, 5000, 'the watcher to end');
+  assert.deepEqual(reasons, ['session-ended']);
+});
