@@ -15,8 +15,12 @@ export const MAX_NAME_LENGTH = 256;
 export const DEFAULT_EXPIRY_CHECK_MS = 1000;
 export const DEFAULT_TRANSACTION_TIMEOUT_MS = 30_000;
 
-/** The sessions whose transaction the running code is inside of: a mutation of one of them from there would wait for itself. */
-const inTransaction = new AsyncLocalStorage<ReadonlySet<string>>();
+/** One open transaction of one store, as the code running inside it sees it. */
+interface TransactionFrame {
+  readonly sessionId: string;
+  /** False once the transaction is over: work it started that runs later is no longer inside it. */
+  open: boolean;
+}
 
 /** A session as a store reports it. Times are epoch milliseconds; `expiresAt` is undefined for a session without TTL. */
 export interface SessionInfo {
@@ -197,6 +201,8 @@ export abstract class SessionStoreBase implements SessionStoreLike {
   #expiryTimer: NodeJS.Timeout | undefined;
   readonly #order = new AnnouncementOrder();
   readonly #transactionTimeoutMs: number;
+  /** The transactions of this store the running code is inside of: changing their session from there would wait for itself. */
+  readonly #inTransaction = new AsyncLocalStorage<readonly TransactionFrame[]>();
   /** Watcher sets of sessions that have ended: a watcher still registering into one ends as it arrives. */
   readonly #endedSets = new WeakSet<Set<Subscription>>();
   #closed = false;
@@ -293,6 +299,7 @@ export abstract class SessionStoreBase implements SessionStoreLike {
   async touch(sessionId: string, ttlMs?: number): Promise<SessionInfo> {
     this.#assertOpen();
     assertId(sessionId);
+    this.#assertNotInside(sessionId);
     if (ttlMs !== undefined) assertTtl(ttlMs, 'ttlMs');
     const current = await this.getSession(sessionId);
     if (current === undefined) throw noSession(sessionId);
@@ -407,28 +414,36 @@ export abstract class SessionStoreBase implements SessionStoreLike {
         get: async (name) => {
           assertOpen('get');
           assertName(name);
-          return (await unit.read(name))?.value;
+          const value = (await unit.read(name))?.value;
+          assertOpen('get'); // timed out meanwhile: what was read belongs to a transaction that no longer is
+          return value;
         },
         set: async (name, value, meta) => {
           assertOpen('set');
           assertName(name);
           const writeMeta = checkMeta(meta);
           const stored = await this.#validated(this.#schemas.get(sessionId)?.get(name), value, 'value');
-          return this.#setIn(unit, sessionId, name, stored, changes, writeMeta);
+          assertOpen('set');
+          const result = await this.#setIn(unit, sessionId, name, stored, changes, writeMeta);
+          assertOpen('set'); // timed out meanwhile: the write was rolled back, never report it made
+          return result;
         },
         delete: async (name) => {
           assertOpen('delete');
           assertName(name);
-          return this.#deleteIn(unit, name, changes);
+          const deleted = await this.#deleteIn(unit, name, changes);
+          assertOpen('delete');
+          return deleted;
         },
       };
-      const inside = new Set(inTransaction.getStore());
-      inside.add(sessionId);
-      const running = Promise.resolve().then(() => inTransaction.run(inside, () => fn(tx)));
+      const frame: TransactionFrame = { sessionId, open: true };
+      const frames = [...(this.#inTransaction.getStore() ?? []), frame];
+      const running = Promise.resolve().then(() => this.#inTransaction.run(frames, () => fn(tx)));
       try {
         return await this.#withinTimeout(running, sessionId, txId);
       } finally {
         open = false;
+        frame.open = false;
       }
     });
   }
@@ -488,9 +503,7 @@ export abstract class SessionStoreBase implements SessionStoreLike {
     sessionId: string, meta: Record<string, unknown>, work: (unit: Unit, changes: VariableChange[]) => Promise<R>,
     { access = 'live', prefetch }: { access?: UnitAccess; prefetch?: string } = {},
   ): Promise<R> {
-    if (inTransaction.getStore()?.has(sessionId) === true) {
-      throw new HeraldError('HERALD_REENTRANT', `session ${JSON.stringify(sessionId)} cannot be changed from inside its own transaction, which holds it: use the transaction's \`tx\``);
-    }
+    this.#assertNotInside(sessionId);
     const changes: VariableChange[] = [];
     let pending: PendingNotifications | undefined;
     let ticket: Ticket | undefined;
@@ -613,6 +626,13 @@ export abstract class SessionStoreBase implements SessionStoreLike {
       throw new InvalidValueError(`\`${arg}\` was rejected by the variable's schema: ${summary}`, result.issues);
     }
     return toJson(result.value, arg, STORE_TEXT);
+  }
+
+  /** Refuses to change a session from inside this store's own open transaction on it, which would wait for itself. */
+  #assertNotInside(sessionId: string): void {
+    if (this.#inTransaction.getStore()?.some((frame) => frame.open && frame.sessionId === sessionId) === true) {
+      throw new HeraldError('HERALD_REENTRANT', `session ${JSON.stringify(sessionId)} cannot be changed from inside its own transaction, which holds it: use the transaction's \`tx\``);
+    }
   }
 
   #assertOpen(): void {

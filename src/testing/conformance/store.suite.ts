@@ -376,6 +376,19 @@ export function storeSuite(options: StoreSuiteOptions): void {
         }), { code: 'HERALD_TIMEOUT' });
       });
       await assert.rejects(kept!.set('n', 3), { code: 'HERALD_SETTLED' });
+      // A set still in flight (its value being validated) when the timeout fires never reports a write that was rolled back.
+      let finishValidation!: () => void;
+      const validating = new Promise<void>((resolve) => (finishValidation = resolve));
+      const slow: StandardSchemaV1 = { '~standard': { version: 1, vendor: 'test', validate: async (value) => { await validating; return { value }; } } };
+      await store.defineVariable(id, 'slow', { schema: slow });
+      let inFlight: Promise<unknown> | undefined;
+      await assert.rejects(store.transaction(id, (tx) => {
+        inFlight = tx.set('slow', 1);
+        return new Promise<void>(() => {}); // never settles: the timeout ends it
+      }), { code: 'HERALD_TIMEOUT' });
+      finishValidation();
+      await assert.rejects(within(inFlight!, 5000, 'the set in flight'), { code: 'HERALD_SETTLED' });
+      assert.equal(await store.get(id, 'slow'), undefined);
       assert.equal(await store.get(id, 'n'), 1);
       assert.equal((await store.set(id, 'n', 4)).version, 2, 'the session is free again');
     });
@@ -386,14 +399,23 @@ export function storeSuite(options: StoreSuiteOptions): void {
       const other = uniqueId();
       await store.createSession(id);
       await store.createSession(other);
+      let later: Promise<unknown> | undefined;
+      let txOver!: () => void;
+      const over = new Promise<void>((resolve) => (txOver = resolve));
       await store.transaction(id, async (tx) => {
         await assert.rejects(store.set(id, 'n', 1), { code: 'HERALD_REENTRANT' });
         await assert.rejects(store.deleteSession(id), { code: 'HERALD_REENTRANT' });
+        await assert.rejects(store.touch(id), { code: 'HERALD_REENTRANT' });
+        // Work the transaction starts that runs after it is over is no longer inside it.
+        later = over.then(() => store.set(id, 'later', true));
         await store.set(other, 'n', 1); // another session is fine
         await tx.set('n', 2);
       });
       assert.equal(await store.get(id, 'n'), 2);
       assert.equal(await store.get(other, 'n'), 1);
+      txOver();
+      await within(later!, 5000, 'the write started inside the transaction');
+      assert.equal(await store.get(id, 'later'), true);
     });
 
     test('expireSessions() - never waits for a session a transaction holds: the others end, the held one ends at a later sweep', async ({ make }) => {
