@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ObserverManager, type Change, type CloseReason } from '../../src/index.js';
 import { within } from '../support/deadline.js';
+import { holdsOnFirst } from '../support/held.js';
 
 function hubFor(t: { after(fn: () => unknown): void }): { hub: ObserverManager; errors: unknown[] } {
   const errors: unknown[] = [];
@@ -30,18 +31,9 @@ test('deliverTo() - hands changes outside the queue bound: a watcher with limit 
 
 test('deliverTo() - comes ahead of every change queued for the observer or not yet dispatched to it, in the order handed', async (t) => {
   const { hub } = hubFor(t);
-  const seen: unknown[] = [];
-  let release!: () => void;
-  let started!: () => void;
-  const inFlight = new Promise<void>((resolve) => (started = resolve));
-  const sub = hub.observe('k', (change) => {
-    seen.push(change.newValue);
-    if (change.newValue !== 1) return undefined;
-    started();
-    return new Promise<void>((resolve) => (release = resolve));
-  });
+  const { sub, seen, inFlight, release } = holdsOnFirst(hub, 'k');
   hub.notify('k', 0, 1);
-  await within(inFlight, 5000, 'change 1 in flight');
+  await inFlight();
   hub.notify('k', 1, 2); // queued behind 1 once dispatched
   hub.deliverTo(sub, current('k', 'X'));
   hub.deliverTo(sub, current('k', 'Y'));

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ObserverManager, Scope, type Subscription } from '../../src/index.js';
 import { within } from '../support/deadline.js';
+import { holdsOnFirst } from '../support/held.js';
 
 function hubFor(t: { after(fn: () => unknown): void }): { hub: ObserverManager; errors: unknown[] } {
   const errors: unknown[] = [];
@@ -147,19 +148,10 @@ test('removeAfterQueued() - the observer goes once the changes before the call h
   const { hub, errors } = hubFor(t);
   hub.observe('unrelated', () => new Promise<void>(() => {})); // hangs for good: must not hold the removal back
   hub.notify('unrelated', 0, 1);
-  const seen: unknown[] = [];
   const closed: string[] = [];
-  let release!: () => void;
-  let started!: () => void;
-  const inFlight = new Promise<void>((resolve) => (started = resolve));
-  const sub = hub.observe('k', (change) => {
-    seen.push(change.newValue);
-    if (change.newValue !== 1) return undefined;
-    started();
-    return new Promise<void>((resolve) => (release = resolve));
-  }, { onClose: (reason) => void closed.push(reason) });
+  const { sub, seen, inFlight, release } = holdsOnFirst(hub, 'k', { onClose: (reason) => void closed.push(reason) });
   hub.notify('k', 0, 1);
-  await within(inFlight, 5000, 'change 1 in flight');
+  await inFlight();
   hub.notify('k', 1, 2); // queued behind 1
   assert.equal(hub.removeAfterQueued(sub, 'session-ended'), true);
   hub.notify('k', 2, 3); // after the call: never reaches it
