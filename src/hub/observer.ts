@@ -44,7 +44,6 @@ export class ObserverExt {
   gaps = 0;
   /** Identifies the delivery in flight; bumped when it settles or times out. */
   token = 0;
-  deadline = 0;
   /** Whether a returned promise holds the observer now (rather than a queue being worked off). */
   awaiting = false;
   /** The change whose returned promise is in flight, for the timeout report. */
