@@ -159,6 +159,13 @@ export const CLOSE_REASONS: readonly CloseReason[] = [
   'unsubscribed', 'aborted', 'owner-collected', 'dead', 'slow-consumer', 'hub-closed', 'session-ended',
 ];
 
+/** A reason an observer can go with. */
+export function assertReason(reason: unknown): asserts reason is CloseReason {
+  if (!CLOSE_REASONS.includes(reason as CloseReason)) {
+    throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'reason', `one of ${CLOSE_REASONS.join(', ')}`, reason);
+  }
+}
+
 export function assertNever(value: never): never {
   throw new Error(`unreachable: ${String(value)}`);
 }

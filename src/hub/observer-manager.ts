@@ -1,7 +1,7 @@
 import type { BackplanePort, Gap } from '../core/backplane-port.js';
 import { ClosedError, InvalidArgumentError } from '../core/errors.js';
 import {
-  assertCallback, assertKey, assertObserveOptions, assertOptions, assertQueue, assertWatchOptions, CLOSE_REASONS, EMPTY_META, freezeMeta,
+  assertCallback, assertKey, assertObserveOptions, assertOptions, assertQueue, assertReason, assertWatchOptions, EMPTY_META, freezeMeta,
   invalidKey, optionalDuration, optionalFunction, toChange,
 } from '../core/assert.js';
 import type {
@@ -195,17 +195,13 @@ export class ObserverManager {
    */
   deliverTo<T = unknown>(sub: Subscription, change: Change<T>): boolean {
     this.#assertOpen('deliverTo');
-    // An own `state`: an object that only inherits from a handle is no handle.
-    if (!(sub instanceof Observer) || !Object.hasOwn(sub, 'state') || sub.list.host !== this.#host) {
-      throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'sub', 'a subscription of this hub', sub);
-    }
+    const observer = this.#handleOf(sub);
     const copy = toChange(change);
-    if (sub.list.isPattern ? !matchesPattern(sub.list.name, copy.key) : copy.key !== sub.list.name) {
-      throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'change.key', `a key that \`sub\` observes (${JSON.stringify(sub.key)})`, copy.key);
+    if (observer.list.isPattern ? !matchesPattern(observer.list.name, copy.key) : copy.key !== observer.list.name) {
+      throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'change.key', `a key that \`sub\` observes (${JSON.stringify(observer.key)})`, copy.key);
     }
-    if ((sub.state & ACTIVE) === 0) return false;
-    if (!sub.list.holds(sub)) throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'sub', 'a subscription of this hub', sub);
-    this.#dispatcher.deliverTo(sub, copy);
+    if (!isLiving(observer)) return false;
+    this.#dispatcher.deliverTo(observer, copy);
     return true;
   }
 
@@ -262,9 +258,7 @@ export class ObserverManager {
    * @throws HeraldError `HERALD_INVALID_ARGUMENT` for a `subOrId` or `reason` that is not one.
    */
   remove(subOrId: Subscription | string, reason: CloseReason = 'unsubscribed'): boolean {
-    if (!CLOSE_REASONS.includes(reason)) {
-      throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'reason', `one of ${CLOSE_REASONS.join(', ')}`, reason);
-    }
+    assertReason(reason);
     if (subOrId instanceof Observer) return subOrId.list.host === this.#host && this.#release(subOrId, reason);
     if (typeof subOrId !== 'string') {
       throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'subOrId', 'a subscription of this hub or its id', subOrId);
@@ -283,14 +277,10 @@ export class ObserverManager {
    */
   removeAfterQueued(sub: Subscription, reason: CloseReason = 'unsubscribed'): boolean {
     this.#assertOpen('removeAfterQueued');
-    if (!CLOSE_REASONS.includes(reason)) {
-      throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'reason', `one of ${CLOSE_REASONS.join(', ')}`, reason);
-    }
-    if (!(sub instanceof Observer) || !Object.hasOwn(sub, 'state') || sub.list.host !== this.#host) {
-      throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'sub', 'a subscription of this hub', sub);
-    }
-    if ((sub.state & ACTIVE) === 0 || !sub.list.holds(sub)) return false;
-    this.#dispatcher.removeAfterQueued(sub, reason);
+    assertReason(reason);
+    const observer = this.#handleOf(sub);
+    if (!isLiving(observer)) return false;
+    this.#dispatcher.removeAfterQueued(observer, reason);
     return true;
   }
 
@@ -453,8 +443,7 @@ export class ObserverManager {
   }
 
   #release(observer: Observer, reason: CloseReason): boolean {
-    // The list check refuses an object that only looks like one of this hub's observers (`Object.create(sub)`).
-    if ((observer.state & ACTIVE) === 0 || !observer.list.holds(observer)) return false;
+    if (!isLiving(observer)) return false;
     observer.state = 0;
     this.#registry.remove(observer);
     this.#counters.observersRemoved++;
@@ -524,6 +513,12 @@ export class ObserverManager {
     }
   }
 
+  /** `sub` as one of this hub's handles, or a refusal: an object that only inherits from one (no own `state`) is none. */
+  #handleOf(sub: unknown): Observer {
+    if (sub instanceof Observer && Object.hasOwn(sub, 'state') && sub.list.host === this.#host) return sub;
+    throw InvalidArgumentError.expected('HERALD_INVALID_ARGUMENT', 'sub', 'a subscription of this hub', sub);
+  }
+
   #activeObservers(): number {
     return this.#counters.observersAdded - this.#counters.observersRemoved;
   }
@@ -531,6 +526,11 @@ export class ObserverManager {
   #assertOpen(method: string): void {
     if (this.#closed) throw new ClosedError(`cannot \`${method}\`: the hub is closed`);
   }
+}
+
+/** Registered and still in its list: the list check also refuses an object that only looks like an observer (`Object.create(sub)`). */
+function isLiving(observer: Observer): boolean {
+  return (observer.state & ACTIVE) !== 0 && observer.list.holds(observer);
 }
 
 function defaultOnError(error: unknown, context: ErrorContext): void {
