@@ -1,6 +1,7 @@
 // A hub lives on promises: the rules that catch a forgotten or misused promise are on.
 // The layers of src/ are kept by no-restricted-imports: dependencies point inward,
-// core ← hub (hub/, delivery/, lifecycle/, stats/) ← stores and cluster ← testing and the entry points.
+// core ← hub (hub/, delivery/, lifecycle/, stats/) ← stores and cluster ← postgres/ (one engine under both)
+// ← testing and the entry points.
 import tseslint from 'typescript-eslint';
 
 /** Engine clients and test runners: each only in the layer that owns it. */
@@ -44,18 +45,37 @@ export default tseslint.config(
     ignores: ['src/stats/otel-bridge.ts'],
     rules: {
       'no-restricted-imports': layer(
-        ['../store/**', '../cluster/**', '../testing/**', '../*.js'],
+        ['../store/**', '../cluster/**', '../postgres/**', '../testing/**', '../*.js'],
         'the hub never imports a store, an engine, the testing kit or an entry point: it knows a backplane only through core/backplane-port',
       ),
     },
   },
   {
     files: ['src/stats/otel-bridge.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['../store/**', '../cluster/**', '../testing/**', '../hub/**', '../delivery/**', '../*.js'], message: 'the OpenTelemetry bridge reads only the public stats' }] }] },
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['../store/**', '../cluster/**', '../postgres/**', '../testing/**', '../hub/**', '../delivery/**', '../*.js'], message: 'the OpenTelemetry bridge reads only the public stats' }] }] },
   },
   {
     files: ['src/store/**', 'src/cluster/**'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['../testing/**', '../*.js'], message: 'stores and backplanes never import the testing kit or an entry point' }, { group: ['node:test'], message: 'no test runner outside the testing kit' }] }] },
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [
+          { group: ['../testing/**', '../*.js'], message: 'stores and backplanes never import the testing kit or an entry point' },
+          { group: ['../postgres/**', 'pg'], message: 'PostgreSQL lives in src/postgres/, which builds on the store and the cluster, not the other way' },
+          { group: ['node:test'], message: 'no test runner outside the testing kit' },
+        ],
+      }],
+    },
+  },
+  {
+    files: ['src/postgres/**'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [
+          { group: ['../testing/**', '../*.js'], message: 'the PostgreSQL engine never imports the testing kit or an entry point' },
+          { group: ['ioredis', '@nats-io/*', 'node:test'], message: 'src/postgres/ holds PostgreSQL only' },
+        ],
+      }],
+    },
   },
   {
     // Tests and the benchmark drive values of unknown shape on purpose.

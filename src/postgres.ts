@@ -10,6 +10,6 @@
  * ```
  * @module
  */
-export { PostgresSessionStore, type PostgresStoreOptions } from './store/postgres-session-store.js';
-export { withTransaction, type WithTransactionOptions } from './store/after-commit.js';
-export { PostgresBackplane, type PostgresBackplaneOptions } from './cluster/postgres.js';
+export { PostgresSessionStore, type PostgresStoreOptions } from './postgres/session-store.js';
+export { withTransaction, type WithTransactionOptions } from './postgres/with-transaction.js';
+export { PostgresBackplane, type PostgresBackplaneOptions } from './postgres/backplane.js';

@@ -17,6 +17,7 @@ export type HeraldErrorCode =
   | 'HERALD_TOO_LARGE'
   | 'HERALD_GAP'
   | 'HERALD_REENTRANT'
+  | 'HERALD_IN_DOUBT'
   | 'HERALD_BACKPLANE';
 
 /**

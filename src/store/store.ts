@@ -205,6 +205,12 @@ export abstract class SessionStoreBase implements SessionStoreLike {
   readonly #inTransaction = new AsyncLocalStorage<readonly TransactionFrame[]>();
   /** Watcher sets of sessions that have ended: a watcher still registering into one ends as it arrives. */
   readonly #endedSets = new WeakSet<Set<Subscription>>();
+  /**
+   * The `createdAt` of the session each watcher set watches: a session with
+   * the same id made again (by another process, after deleting it) is
+   * another session, and the old one's watchers end.
+   */
+  readonly #createdAt = new WeakMap<Set<Subscription>, number>();
   #closed = false;
 
   protected constructor(given: StoreOptions) {
@@ -246,13 +252,14 @@ export abstract class SessionStoreBase implements SessionStoreLike {
   /** The ids of sessions whose time is up. */
   protected abstract doExpiredSessions(now: number): Promise<string[]>;
   /**
-   * Which of `ids` still exist: where other processes share the engine, a
-   * session this store has watchers on may have been ended by one of them.
-   * The default asks for each; an engine may ask for all at once.
+   * Which of `ids` still exist, with their `createdAt`: where other processes
+   * share the engine, a session this store has watchers on may have been
+   * ended, or ended and made again, by one of them. The default asks for
+   * each; an engine may ask for all at once.
    */
-  protected async doExistingSessions(ids: readonly string[]): Promise<Set<string>> {
-    const found = await Promise.all(ids.map(async (id) => ((await this.doGetSession(id)) === undefined ? undefined : id)));
-    return new Set(found.filter((id) => id !== undefined));
+  protected async doExistingSessions(ids: readonly string[]): Promise<Map<string, number>> {
+    const found = await Promise.all(ids.map((id) => this.doGetSession(id)));
+    return new Map(found.filter((info) => info !== undefined).map((info) => [info.id, info.createdAt]));
   }
 
   /**
@@ -327,10 +334,13 @@ export abstract class SessionStoreBase implements SessionStoreLike {
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
     // Sessions ended elsewhere (another process on the same engine): their watchers here end too.
-    const watched = [...this.#watchers.keys()];
+    const watched = [...this.#watchers];
     if (watched.length > 0) {
-      const alive = await this.doExistingSessions(watched);
-      for (const id of watched) if (!alive.has(id)) this.#endWatchers(id);
+      const alive = await this.doExistingSessions(watched.map(([id]) => id));
+      for (const [id, set] of watched) {
+        const createdAt = this.#createdAt.get(set);
+        if (!alive.has(id) || (createdAt !== undefined && alive.get(id) !== createdAt)) this.#endSet(id, set);
+      }
     }
     return results.filter((r) => r.status === 'fulfilled' && r.value).length;
   }
@@ -580,8 +590,11 @@ export abstract class SessionStoreBase implements SessionStoreLike {
   /** Ends a gone session's watchers, each once the changes announced before (its removals) have reached it. */
   #endWatchers(sessionId: string): void {
     const watchers = this.#watchers.get(sessionId);
-    this.#watchers.delete(sessionId);
-    if (watchers === undefined) return;
+    if (watchers !== undefined) this.#endSet(sessionId, watchers);
+  }
+
+  #endSet(sessionId: string, watchers: Set<Subscription>): void {
+    if (this.#watchers.get(sessionId) === watchers) this.#watchers.delete(sessionId);
     this.#endedSets.add(watchers);
     if (this.hub.closed) return;
     for (const sub of [...watchers]) this.hub.removeAfterQueued(sub, 'session-ended');
@@ -600,12 +613,22 @@ export abstract class SessionStoreBase implements SessionStoreLike {
     const forget = (): void => {
       if (set.size === 0 && this.#watchers.get(sessionId) === set) this.#watchers.delete(sessionId);
     };
+    let info: SessionInfo | undefined;
     try {
-      if ((await this.getSession(sessionId)) === undefined) throw noSession(sessionId);
+      info = await this.getSession(sessionId);
+      if (info === undefined) throw noSession(sessionId);
     } catch (error) {
       forget();
       throw error;
     }
+    const createdAt = this.#createdAt.get(set);
+    if (createdAt !== undefined && createdAt !== info.createdAt) {
+      // The set's session was ended elsewhere and this is a new one of that id: the old one's watchers end, this one starts afresh.
+      forget();
+      this.#endSet(sessionId, set);
+      return this.#watch(sessionId, keyOrPattern, isPattern, callback, given, readCurrent);
+    }
+    this.#createdAt.set(set, info.createdAt);
     // Once a session's last watcher goes, nothing of it stays here.
     const tracked = tracking(set, observeOptions, forget);
     const sub = tracked.track(await watchVariable(this.hub, {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { after, before, test, type TestContext } from 'node:test';
 import pg from 'pg';
 import { ObserverManager, type Change } from '../../src/index.js';
 import { PostgresSessionStore, withTransaction } from '../../src/postgres.js';
@@ -217,6 +217,9 @@ test('PostgresSessionStore - bad options are refused with coded errors', { skip 
   assert.throws(() => new PostgresSessionStore({ hub, pool, schema: 'Robert"); DROP TABLE' }), { code: 'HERALD_INVALID_OPTION', message: /`options.schema`/ });
   assert.throws(() => new PostgresSessionStore({ hub, connectionString: '' }), { code: 'HERALD_INVALID_OPTION', message: /`options.connectionString`/ });
   assert.throws(() => new PostgresSessionStore({ hub, pool: {} as pg.Pool }), { code: 'HERALD_INVALID_OPTION', message: /`options.pool`/ });
+  for (const commitCheckMs of [0, -1, 1.5, 2 ** 31, Infinity, '100']) {
+    assert.throws(() => new PostgresSessionStore({ hub, pool, commitCheckMs: commitCheckMs as number }), { code: 'HERALD_INVALID_OPTION', message: /`options.commitCheckMs`/ });
+  }
 });
 
 test('PostgresSessionStore - with the server gone after start-up, every operation rejects with HERALD_STORE, never a raw driver error', { skip }, async (t) => {
@@ -247,7 +250,7 @@ test('PostgresSessionStore - with the server gone after start-up, every operatio
 test('withTransaction() - bad options, null included, are refused with coded errors before anything runs', { skip }, async (t) => {
   const hub = createHub(t);
   let ran = false;
-  for (const options of [null, 'serializable', { isolationLevel: 'chaos' }]) {
+  for (const options of [null, 'serializable', { isolationLevel: 'chaos' }, { commitCheckMs: 0 }, { commitCheckMs: 2 ** 31 }]) {
     await assert.rejects(withTransaction(pool, hub, () => void (ran = true), options as never), { code: 'HERALD_INVALID_OPTION' });
   }
   assert.equal(ran, false);
@@ -275,4 +278,153 @@ test('PostgresSessionStore - a session deleted by another process ends this proc
   await here.expireSessions();
   await within(closed, 5000, 'the watcher to end');
   assert.deepEqual(reasons, ['session-ended']);
+});
+
+/** A store whose every connection goes through a proxy that can break one chosen query. */
+async function proxiedStore(t: TestContext, hub: ObserverManager, options: { commitCheckMs?: number } = {}): Promise<{ store: PostgresSessionStore; proxy: TcpProxy }> {
+  const proxy = await TcpProxy.start(url);
+  t.after(() => proxy.close());
+  const store = new PostgresSessionStore({ hub, connectionString: proxy.url(url), schema, expiryCheckMs: 0, ...options });
+  t.after(() => store.close());
+  return { store, proxy };
+}
+
+test('PostgresSessionStore - a write whose COMMIT reply is lost after it committed is announced and returned as made', { skip }, async (t) => {
+  const hub = createHub(t);
+  const { store, proxy } = await proxiedStore(t, hub);
+  const id = uniqueId();
+  await store.createSession(id);
+  await store.set(id, 'v', 1);
+  const seen: Change[] = [];
+  hub.observe(`session/${id}/v`, (change) => void seen.push(change));
+  const lost = proxy.loseReply('COMMIT\0', 'COMMIT\0');
+  const result = await within(store.set(id, 'v', 2), 15_000, 'the set to resolve its lost COMMIT');
+  await lost;
+  assert.deepEqual(result, { oldValue: 1, newValue: 2, version: 2 });
+  await hub.drain();
+  assert.deepEqual(seen.map((c) => [c.oldValue, c.newValue, c.meta['version']]), [[1, 2, 2]]);
+  assert.deepEqual(await store.list(id), [{ name: 'v', value: 2, version: 2 }]);
+});
+
+test('PostgresSessionStore - a transaction whose COMMIT never reached the server rejects HERALD_STORE, announces nothing and changes nothing', { skip }, async (t) => {
+  const hub = createHub(t);
+  const { store, proxy } = await proxiedStore(t, hub);
+  const id = uniqueId();
+  await store.createSession(id);
+  await store.set(id, 'v', 1);
+  await expectNoChange(hub, `session/${id}/v`, async () => {
+    const lost = proxy.loseQuery('COMMIT\0');
+    await assert.rejects(within(store.transaction(id, (tx) => tx.set('v', 2)), 15_000, 'the transaction to resolve its lost COMMIT'), {
+      code: 'HERALD_STORE', message: /rolled the transaction back/,
+    });
+    await lost;
+  });
+  assert.deepEqual(await store.list(id), [{ name: 'v', value: 1, version: 1 }]);
+});
+
+test('PostgresSessionStore - a COMMIT whose outcome the server cannot be asked about rejects HERALD_IN_DOUBT after commitCheckMs, never "rolled back"', { skip }, async (t) => {
+  const hub = createHub(t);
+  const { store, proxy } = await proxiedStore(t, hub, { commitCheckMs: 300 });
+  const id = uniqueId();
+  await store.createSession(id);
+  await store.set(id, 'v', 1);
+  const lost = proxy.loseReply('COMMIT\0', 'COMMIT\0').then(() => proxy.cut());
+  await assert.rejects(within(store.set(id, 'v', 2), 10_000, 'the set to give up on its lost COMMIT'), {
+    code: 'HERALD_IN_DOUBT', message: /may have/,
+  });
+  await lost;
+  proxy.restore();
+  assert.equal(await store.get(id, 'v'), 2, 'it had committed: the error said it may have');
+});
+
+test('withTransaction() - a transaction whose COMMIT reply is lost after it committed is announced, and returns its result', { skip }, async (t) => {
+  const hub = createHub(t);
+  const proxy = await TcpProxy.start(url);
+  t.after(() => proxy.close());
+  const proxied = new pg.Pool({ connectionString: proxy.url(url), max: 2 });
+  proxied.on('error', () => {});
+  t.after(() => proxied.end());
+  const table = `"${schema}".doubt_${process.pid}`;
+  await admin.query(`CREATE TABLE ${table} (id int PRIMARY KEY, name text)`);
+  const seen: Change[] = [];
+  hub.observe('registry/1', (change) => void seen.push(change));
+  const lost = proxy.loseReply('COMMIT\0', 'COMMIT\0');
+  const result = await within(withTransaction(proxied, hub, async (client, pending) => {
+    await client.query(`INSERT INTO ${table} VALUES (1, 'printers')`);
+    pending.notify('registry/1', undefined, 'printers');
+    return 'done';
+  }), 15_000, 'withTransaction to resolve its lost COMMIT');
+  await lost;
+  assert.equal(result, 'done');
+  await hub.drain();
+  assert.deepEqual(seen.map((c) => c.newValue), ['printers']);
+  assert.deepEqual((await admin.query(`SELECT name FROM ${table}`)).rows, [{ name: 'printers' }]);
+});
+
+test('withTransaction() - a COMMIT that never reached the server rejects, and nothing is announced or written', { skip }, async (t) => {
+  const hub = createHub(t);
+  const proxy = await TcpProxy.start(url);
+  t.after(() => proxy.close());
+  const proxied = new pg.Pool({ connectionString: proxy.url(url), max: 2 });
+  proxied.on('error', () => {});
+  t.after(() => proxied.end());
+  const table = `"${schema}".doubt2_${process.pid}`;
+  await admin.query(`CREATE TABLE ${table} (id int PRIMARY KEY, name text)`);
+  await expectNoChange(hub, 'registry/2', async () => {
+    const lost = proxy.loseQuery('COMMIT\0');
+    await assert.rejects(within(withTransaction(proxied, hub, async (client, pending) => {
+      await client.query(`INSERT INTO ${table} VALUES (2, 'printers')`);
+      pending.notify('registry/2', undefined, 'printers');
+    }), 15_000, 'withTransaction to resolve its lost COMMIT'), { code: 'HERALD_STORE', message: /rolled the transaction back/ });
+    await lost;
+  });
+  assert.deepEqual((await admin.query(`SELECT name FROM ${table}`)).rows, []);
+});
+
+/** Resolves once the clock has moved past `since` (a session's `createdAt` is in milliseconds). */
+async function pastMillisecond(since: number): Promise<void> {
+  while (Date.now() <= since) await new Promise((resolve) => setImmediate(resolve));
+}
+
+test('PostgresSessionStore - a session deleted and made again by another process ends this process\'s watchers of the old one, not those of the new one', { skip }, async (t) => {
+  const here = createStore(t, createHub(t));
+  const elsewhere = createStore(t, createHub(t));
+  const id = uniqueId();
+  const first = await here.createSession(id);
+  const reasons: string[] = [];
+  let ended!: () => void;
+  const closed = new Promise<void>((resolve) => (ended = resolve));
+  const old = await here.watch(id, 'v', () => {}, { onClose: (reason) => { reasons.push(reason); ended(); } });
+  assert.equal(await elsewhere.deleteSession(id), true);
+  await pastMillisecond(first.createdAt);
+  await elsewhere.createSession(id);
+  await here.expireSessions();
+  await within(closed, 5000, 'the old session\'s watcher to end');
+  assert.deepEqual(reasons, ['session-ended']);
+  // A watcher of the new session, made here after that, lives on through the next sweep.
+  const fresh = await here.watch(id, 'v', () => {});
+  await here.expireSessions();
+  await here.hub.drain();
+  assert.equal(old.active, false);
+  assert.equal(fresh.active, true);
+});
+
+test('PostgresSessionStore - watching a session made again by another process ends the watchers of the old one at once', { skip }, async (t) => {
+  const here = createStore(t, createHub(t));
+  const elsewhere = createStore(t, createHub(t));
+  const id = uniqueId();
+  const first = await here.createSession(id);
+  let ended!: () => void;
+  const closed = new Promise<void>((resolve) => (ended = resolve));
+  const old = await here.watch(id, 'v', () => {}, { onClose: () => ended() });
+  await elsewhere.deleteSession(id);
+  await pastMillisecond(first.createdAt);
+  await elsewhere.createSession(id);
+  const fresh = await here.watch(id, 'v', () => {});
+  await within(closed, 5000, 'the old session\'s watcher to end');
+  assert.equal(old.active, false);
+  assert.equal(fresh.active, true);
+  await here.expireSessions();
+  await here.hub.drain();
+  assert.equal(fresh.active, true, 'the sweep knows the new session is the one watched');
 });

@@ -1,15 +1,27 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
+/** A fault armed for the next query that contains a marker. */
+interface Trap {
+  readonly marker: Buffer;
+  /** Forward the query and lose its reply (`'reply'`), or lose the query itself (`'query'`). */
+  readonly lose: 'reply' | 'query';
+  /** The reply the server sends when it has run the query (a `'reply'` trap waits for it). */
+  readonly done?: Buffer;
+  readonly sprung: () => void;
+}
+
 /**
  * A TCP proxy between a client and an engine, for faults: `cut()` drops
  * every connection through it and turns new ones away (accepted and closed at
  * once, as a server that has gone would), `restore()` lets them through again.
+ * `loseReply` and `loseQuery` break one connection at one chosen query.
  */
 export class TcpProxy {
   readonly #server: Server;
   readonly #target: { host: string; port: number };
   readonly #pairs = new Set<readonly [Socket, Socket]>();
   #cut: boolean;
+  #trap: Trap | undefined;
 
   private constructor(target: { host: string; port: number }, cut: boolean) {
     this.#target = target;
@@ -54,6 +66,24 @@ export class TcpProxy {
     this.#cut = false;
   }
 
+  /**
+   * The next query sent through the proxy that contains `marker` reaches the
+   * server; once the server's reply contains `done` (so the server has run
+   * it), that reply is thrown away and the connection dropped. Resolves then.
+   */
+  loseReply(marker: string, done: string): Promise<void> {
+    return new Promise((resolve) => {
+      this.#trap = { marker: Buffer.from(marker), lose: 'reply', done: Buffer.from(done), sprung: resolve };
+    });
+  }
+
+  /** The next query sent through the proxy that contains `marker` never reaches the server: its connection is dropped instead. Resolves then. */
+  loseQuery(marker: string): Promise<void> {
+    return new Promise((resolve) => {
+      this.#trap = { marker: Buffer.from(marker), lose: 'query', sprung: resolve };
+    });
+  }
+
   /** Drops every connection and stops listening. */
   async close(): Promise<void> {
     this.cut();
@@ -75,7 +105,28 @@ export class TcpProxy {
     };
     client.on('error', drop).on('close', drop);
     upstream.on('error', drop).on('close', drop);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    /** A `'reply'` trap sprung on this connection: the query went through, its reply is awaited to be lost. */
+    let awaiting: Trap | undefined;
+    client.on('data', (chunk: Buffer) => {
+      const trap = this.#trap;
+      if (trap !== undefined && chunk.includes(trap.marker)) {
+        this.#trap = undefined;
+        if (trap.lose === 'query') {
+          drop();
+          trap.sprung();
+          return;
+        }
+        awaiting = trap;
+      }
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      if (awaiting !== undefined && chunk.includes(awaiting.done!)) {
+        drop();
+        awaiting.sprung();
+        return;
+      }
+      client.write(chunk);
+    });
   }
 }

@@ -1,15 +1,24 @@
 import pg from 'pg';
 import { HeraldError } from '../core/errors.js';
 import type { JsonValue } from '../core/json.js';
-import { stageOutbox } from '../cluster/postgres.js';
+import { integerOption, MAX_TIMER_MS } from '../core/assert.js';
 import type { PendingNotifications } from '../delivery/pending.js';
-import { createOnce, inTransaction, resolvePool } from './pg-transaction.js';
-import { noSession, SessionStoreBase, type SessionInfo, type StoreOptions, type StoredVariable, type Unit, type UnitAccess, type VariableEntry } from './store.js';
+import { noSession, SessionStoreBase, type SessionInfo, type StoreOptions, type StoredVariable, type Unit, type UnitAccess, type VariableEntry } from '../store/store.js';
+import { stageOutbox } from './backplane.js';
+import { resolvePool } from './pool.js';
+import { PostgresSchema } from './schema.js';
+import { inTransaction, RESOLVE_WITHIN_MS } from './transaction.js';
 
 /** Options of {@link PostgresSessionStore}: a `pool` of yours, or a `connectionString` for one the store owns. */
 export type PostgresStoreOptions = StoreOptions & {
   /** Where the store's tables live; created on first use. @default 'herald' */
   readonly schema?: string;
+  /**
+   * When the connection dies after a COMMIT was sent, how long the store asks
+   * the server whether it committed (announcing it if so) before the call
+   * rejects with `HERALD_IN_DOUBT`. @default 10000
+   */
+  readonly commitCheckMs?: number;
 } & ({ readonly pool: pg.Pool; readonly connectionString?: never } | { readonly connectionString: string; readonly pool?: never });
 
 interface SessionRow {
@@ -37,11 +46,11 @@ interface SessionRow {
 export class PostgresSessionStore extends SessionStoreBase {
   readonly #pool: pg.Pool;
   readonly #ownsPool: boolean;
+  readonly #tables: PostgresSchema;
   readonly #sessions: string;
   readonly #tombstones: string;
   readonly #variables: string;
-  readonly #schema: string;
-  #ready: Promise<void> | undefined;
+  readonly #commitCheckMs: number;
 
   constructor(options: PostgresStoreOptions) {
     super(options);
@@ -49,10 +58,9 @@ export class PostgresSessionStore extends SessionStoreBase {
     const { schema, pool, owned } = resolvePool(options, () => {});
     this.#pool = pool;
     this.#ownsPool = owned;
-    this.#schema = schema;
-    this.#sessions = `"${schema}".sessions`;
-    this.#tombstones = `"${schema}".variable_tombstones`;
-    this.#variables = `"${schema}".variables`;
+    this.#tables = new PostgresSchema(schema);
+    ({ sessions: this.#sessions, tombstones: this.#tombstones, variables: this.#variables } = this.#tables);
+    this.#commitCheckMs = integerOption(options.commitCheckMs, 'options.commitCheckMs', RESOLVE_WITHIN_MS, 1, MAX_TIMER_MS);
   }
 
   /** The pool the store uses (its own, or the one it was given). */
@@ -103,9 +111,11 @@ export class PostgresSessionStore extends SessionStoreBase {
     return rows.map((row) => ({ name: row.name, ...toStored(row) }));
   }
 
-  protected override async doExistingSessions(ids: readonly string[]): Promise<Set<string>> {
-    const { rows } = await this.#query<{ id: string }>('find the watched sessions', `SELECT id FROM ${this.#sessions} WHERE id = ANY($1)`, [ids]);
-    return new Set(rows.map((row) => row.id));
+  protected override async doExistingSessions(ids: readonly string[]): Promise<Map<string, number>> {
+    const { rows } = await this.#query<{ id: string; created_at: string }>('find the watched sessions',
+      `SELECT id, created_at FROM ${this.#sessions} WHERE id = ANY($1)`, [ids],
+    );
+    return new Map(rows.map((row) => [row.id, Number(row.created_at)]));
   }
 
   protected async doExpiredSessions(now: number): Promise<string[]> {
@@ -121,7 +131,8 @@ export class PostgresSessionStore extends SessionStoreBase {
   ): Promise<R> {
     await this.#ensureTables();
     try {
-      return await inTransaction(this.#pool, async (client, assertConnected) => {
+      return await inTransaction(this.#pool, async (transaction) => {
+        const client = transaction.client;
         // BEGIN, the session's row lock and (for a one-variable operation) that variable, in one round trip.
         // The variable is read by its own statement, after the lock is held: under READ COMMITTED each
         // statement sees what committed before it began, where a join in the locking statement could see
@@ -133,10 +144,10 @@ export class PostgresSessionStore extends SessionStoreBase {
           ? ''
           : `; SELECT value, value IS NULL AS unset, version FROM ${this.#variables}
               WHERE session_id = ${client.escapeLiteral(sessionId)} AND name = ${client.escapeLiteral(prefetch)}`;
-        const results = (await client.query(`BEGIN; ${lock}${fetch}`)) as unknown as pg.QueryResult[];
+        const results = await transaction.begin('', `${lock}${fetch}`);
         // Held from here until COMMIT: the units of a session commit in the order they get here.
         locked();
-        const row = (results[1] as pg.QueryResult<{ expires_at: string | null }> | undefined)?.rows[0];
+        const row = (results[0] as pg.QueryResult<{ expires_at: string | null }> | undefined)?.rows[0];
         if (row === undefined || (access === 'live' && row.expires_at !== null && Number(row.expires_at) <= Date.now())) throw noSession(sessionId);
         // What this unit knows of its variables, its own writes included; the writes wait for the COMMIT.
         const known = new Map<string, StoredVariable | undefined>();
@@ -144,7 +155,7 @@ export class PostgresSessionStore extends SessionStoreBase {
         const removed = new Map<string, number>();
         const writes: string[] = [];
         if (prefetch !== undefined) {
-          const variable = (results[2] as pg.QueryResult<StoredRow> | undefined)?.rows[0];
+          const variable = (results[1] as pg.QueryResult<StoredRow> | undefined)?.rows[0];
           known.set(prefetch, variable === undefined ? undefined : toStored(variable));
         }
         const unit: Unit = {
@@ -206,11 +217,10 @@ export class PostgresSessionStore extends SessionStoreBase {
         const pending = announcements();
         // On a hub with a PostgreSQL backplane, the announcement joins this transaction's outbox.
         if (pending !== undefined) await stageOutbox(this.hub, client, pending);
-        assertConnected();
-        // The unit's writes go with the COMMIT, in one round trip: if one fails, the rest of the query is skipped and nothing commits.
-        await client.query([...writes, 'COMMIT'].join(';\n'));
+        // The unit's writes go with the COMMIT, in one round trip; a lost reply is looked into, never taken for a rollback.
+        await transaction.commit(writes);
         return result;
-      });
+      }, this.#commitCheckMs);
     } catch (error) {
       // What the unit's work threw (the caller's own error, or a coded one) is rethrown as it is.
       if (error instanceof UnitFailure) throw error.error;
@@ -233,36 +243,10 @@ export class PostgresSessionStore extends SessionStoreBase {
     }
   }
 
-  /** Creates the schema and tables once; concurrent first uses (from any process) wait on one advisory lock. */
   #ensureTables(): Promise<void> {
-    this.#ready ??= createOnce(this.#pool, this.#schema, [
-      `CREATE TABLE IF NOT EXISTS ${this.#sessions} (
-        id text PRIMARY KEY,
-        created_at bigint NOT NULL,
-        expires_at bigint,
-        meta jsonb
-      )`,
-      `CREATE TABLE IF NOT EXISTS ${this.#variables} (
-        session_id text NOT NULL REFERENCES ${this.#sessions} (id) ON DELETE CASCADE,
-        name text NOT NULL,
-        value jsonb,
-        version bigint NOT NULL,
-        PRIMARY KEY (session_id, name)
-      )`,
-      // A removed variable's last version: a new variable of that name goes on from it, so a version never goes backwards.
-      `CREATE TABLE IF NOT EXISTS ${this.#tombstones} (
-        session_id text NOT NULL REFERENCES ${this.#sessions} (id) ON DELETE CASCADE,
-        name text NOT NULL,
-        version bigint NOT NULL,
-        PRIMARY KEY (session_id, name)
-      )`,
-      // The expiry sweep asks for sessions past their time: an index, not a scan of every session each second.
-      `CREATE INDEX IF NOT EXISTS sessions_expires_at ON ${this.#sessions} (expires_at) WHERE expires_at IS NOT NULL`,
-    ]).catch((error: unknown) => {
-      this.#ready = undefined;
-      throw storeError(`could not create the tables in schema "${this.#schema}"`, error);
+    return this.#tables.ensureStore(this.#pool).catch((error: unknown) => {
+      throw storeError(`could not create the tables in schema "${this.#tables.name}"`, error);
     });
-    return this.#ready;
   }
 }
 

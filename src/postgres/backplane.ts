@@ -1,12 +1,13 @@
-import { createHash } from 'node:crypto';
 import pg from 'pg';
+import { Backplane, type BackplaneOptions } from '../cluster/backplane.js';
+import type { WireChange } from '../cluster/codec.js';
 import { assertOptions, integerOption, MAX_TIMER_MS } from '../core/assert.js';
 import { Deque } from '../core/deque.js';
 import type { BatchedChange, PendingNotifications } from '../delivery/pending.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
-import { Backplane, type BackplaneOptions } from './backplane.js';
-import { createOnce, resolvePool, type PoolSource } from '../store/pg-transaction.js';
-import type { WireChange } from './codec.js';
+import { Outbox, type OutboxRow, type StoredOutboxRow } from './outbox.js';
+import { clientBeside, resolvePool, type PoolSource } from './pool.js';
+import { PostgresSchema } from './schema.js';
 
 /** Options of {@link PostgresBackplane}: a `pool` of yours, or a `connectionString` for one the backplane owns. */
 export type PostgresBackplaneOptions = BackplaneOptions & {
@@ -52,13 +53,12 @@ export class PostgresBackplane extends Backplane {
   readonly engine = 'postgres';
   readonly #pool: pg.Pool;
   readonly #ownsPool: boolean;
-  readonly #schema: string;
-  readonly #outbox: string;
+  readonly #tables: PostgresSchema;
+  readonly #outbox: Outbox;
   readonly #maxAgeMs: number;
   readonly #maxRows: number;
   readonly #pruneIntervalMs: number;
   readonly #maxReplayRows: number;
-  #ready: Promise<void> | undefined;
   #listener: pg.Client | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #pruneTimer: NodeJS.Timeout | undefined;
@@ -78,7 +78,7 @@ export class PostgresBackplane extends Backplane {
   /** Replays start after this id: everything up to it was delivered, or was before this node began. */
   #floor: string | undefined;
   /** Sends go one batch at a time, so one node's changes commit in the order they were notified. */
-  #batch: [string, Uint8Array | string][] = [];
+  #batch: OutboxRow[] = [];
   #sending: Promise<void> | undefined;
 
   constructor(options: PostgresBackplaneOptions) {
@@ -87,8 +87,8 @@ export class PostgresBackplane extends Backplane {
     const { schema, pool, owned } = resolvePool(options, (error) => this.reportError(error), 4);
     this.#pool = pool;
     this.#ownsPool = owned;
-    this.#schema = schema;
-    this.#outbox = `"${schema}".outbox`;
+    this.#tables = new PostgresSchema(schema);
+    this.#outbox = new Outbox(this.#tables, this.nodeId);
     this.#maxAgeMs = integerOption(options.outboxMaxAgeMs, 'options.outboxMaxAgeMs', 3_600_000, 1);
     this.#maxRows = integerOption(options.outboxMaxRows, 'options.outboxMaxRows', 100_000, 1);
     this.#pruneIntervalMs = integerOption(options.pruneIntervalMs, 'options.pruneIntervalMs', 60_000, 0, MAX_TIMER_MS);
@@ -102,7 +102,7 @@ export class PostgresBackplane extends Backplane {
 
   /** The NOTIFY channel of a key's changes. */
   channelOf(key: string): string {
-    return this.#channel('k', key);
+    return this.#outbox.keyChannel(key);
   }
 
   /**
@@ -115,8 +115,7 @@ export class PostgresBackplane extends Backplane {
     if (changes.length === 0) return;
     await this.#ensureTable();
     const at = Date.now();
-    const rows = changes.map((c) => [c.key, this.encode(c.key, c.oldValue, c.newValue, c.meta, at)] as [string, Uint8Array | string]);
-    await client.query(this.#insertSql(), this.#insertParams(rows));
+    await this.#outbox.insert(client, changes.map((c) => [c.key, this.encode(c.key, c.oldValue, c.newValue, c.meta, at)] as const));
   }
 
   // ---- the engine ----
@@ -130,7 +129,7 @@ export class PostgresBackplane extends Backplane {
 
   async #connect(): Promise<void> {
     if (this.isClosed) return;
-    const client = new pg.Client({ ...(this.#pool.options as pg.ClientConfig), application_name: this.listenerName });
+    const client = clientBeside(this.#pool, { application_name: this.listenerName });
     let lost = false;
     const onLost = (error?: unknown): void => {
       if (lost) return;
@@ -147,10 +146,7 @@ export class PostgresBackplane extends Backplane {
     try {
       await this.#ensureTable();
       await client.connect();
-      if (this.#floor === undefined) {
-        const { rows } = await client.query<{ max: string }>(`SELECT coalesce(max(id), 0)::text AS max FROM ${this.#outbox}`);
-        this.#floor = rows[0]!.max;
-      }
+      this.#floor ??= await this.#outbox.newest(client);
     } catch (error) {
       onLost(error);
       return;
@@ -207,7 +203,7 @@ export class PostgresBackplane extends Backplane {
       while (this.#batch.length > 0) {
         const rows = this.#batch;
         this.#batch = [];
-        await this.#pool.query(this.#insertSql(), this.#insertParams(rows));
+        await this.#outbox.insert(this.#pool, rows);
       }
     } finally {
       this.#sending = undefined;
@@ -221,21 +217,13 @@ export class PostgresBackplane extends Backplane {
     const floor = this.#floor;
     if (client === undefined || floor === undefined) return false;
     const keys: string[] = [];
-    const prefixes: string[] = [];
-    for (const [name, pattern] of this.wantedTopics()) {
-      if (!pattern) keys.push(name);
-      else prefixes.push(likeEscape(literalPrefix(name)) + (literalPrefix(name) === '' ? '%' : '/%'));
-    }
-    if (keys.length === 0 && prefixes.length === 0) return true;
-    const { rows } = await client.query<{ id: string; payload: Buffer }>(
-      `SELECT o.id::text AS id, o.payload FROM ${this.#outbox} o
-        WHERE o.id > $1 AND (o.key = ANY($2::text[]) OR o.key LIKE ANY($3::text[]))
-        ORDER BY o.id LIMIT $4`,
-      [floor, keys, prefixes, this.#maxReplayRows + 1],
-    );
-    const { rows: [oldest] } = await client.query<{ min: string | null }>(`SELECT min(id)::text AS min FROM ${this.#outbox}`);
-    const pruned = oldest?.min !== null && oldest?.min !== undefined && BigInt(oldest.min) > BigInt(floor) + 1n;
-    for (const row of rows.slice(0, this.#maxReplayRows)) this.#deliver(row.id, row.payload);
+    const patterns: string[] = [];
+    for (const [name, pattern] of this.wantedTopics()) (pattern ? patterns : keys).push(name);
+    if (keys.length === 0 && patterns.length === 0) return true;
+    const rows = await this.#outbox.after(client, floor, keys, patterns, this.#maxReplayRows + 1);
+    const oldest = await this.#outbox.oldest(client);
+    const pruned = oldest !== undefined && BigInt(oldest) > BigInt(floor) + 1n;
+    for (const row of rows.slice(0, this.#maxReplayRows)) this.#deliver(row);
     if (pruned || rows.length > this.#maxReplayRows) this.signalGap('replay-incomplete');
     return true;
   }
@@ -253,12 +241,7 @@ export class PostgresBackplane extends Backplane {
   /** Deletes outbox rows past the age or count limit now; returns how many. */
   async prune(): Promise<number> {
     await this.#ensureTable();
-    const result = await this.#pool.query(
-      `DELETE FROM ${this.#outbox} WHERE created_at < now() - make_interval(secs => $1)
-          OR id <= (SELECT max(id) FROM ${this.#outbox}) - $2`,
-      [this.#maxAgeMs / 1000, this.#maxRows],
-    );
-    return result.rowCount ?? 0;
+    return this.#outbox.prune(this.#pool, this.#maxAgeMs, this.#maxRows);
   }
 
   // ---- receiving ----
@@ -283,11 +266,9 @@ export class PostgresBackplane extends Backplane {
         if (client === undefined) break; // the replay after reconnecting covers them
         const ids = this.#pendingIds;
         this.#pendingIds = [];
-        const { rows } = await client.query<{ id: string; payload: Buffer }>(
-          `SELECT o.id::text AS id, o.payload FROM ${this.#outbox} o WHERE o.id = ANY($1::bigint[]) ORDER BY o.id`, [ids],
-        );
+        const rows = await this.#outbox.fetch(client, ids);
         this.counters.malformed += new Set(ids).size - rows.length;
-        for (const row of rows) this.#deliver(row.id, row.payload);
+        for (const row of rows) this.#deliver(row);
       }
     } catch (error) {
       this.reportError(error);
@@ -297,7 +278,7 @@ export class PostgresBackplane extends Backplane {
     }
   }
 
-  #deliver(id: string, payload: Buffer): void {
+  #deliver({ id, payload }: StoredOutboxRow): void {
     this.receive(payload, (change: WireChange) => {
       const seen = `${change.n}@${change.origin}`;
       if (this.#seen.has(seen)) return false;
@@ -326,64 +307,13 @@ export class PostgresBackplane extends Backplane {
     return this.#listener === undefined && !(error instanceof pg.DatabaseError);
   }
 
-  // ---- SQL ----
-
-  #insertSql(): string {
-    return `WITH ins AS (
-        INSERT INTO ${this.#outbox} (origin, key, payload)
-        SELECT $1, k, p FROM unnest($2::text[], $3::bytea[]) WITH ORDINALITY AS t(k, p, i) ORDER BY i
-        RETURNING id, key)
-      SELECT pg_notify(c.channel, ins.id::text)
-        FROM ins JOIN unnest($4::text[], $5::text[]) AS c(key, channel) ON c.key = ins.key
-        ORDER BY ins.id`;
-  }
-
-  /** Each change goes to its key's channel and to the channel of every proper prefix of its key (for patterns). */
-  #insertParams(rows: readonly (readonly [string, Uint8Array | string])[]): unknown[] {
-    const keys: string[] = [];
-    const payloads: Buffer[] = [];
-    const channelKeys: string[] = [];
-    const channels: string[] = [];
-    const done = new Set<string>();
-    for (const [key, data] of rows) {
-      keys.push(key);
-      payloads.push(typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength));
-      if (done.has(key)) continue;
-      done.add(key);
-      channelKeys.push(key);
-      channels.push(this.#channel('k', key));
-      const segments = key.split('/');
-      for (let i = 0; i < segments.length; i++) {
-        channelKeys.push(key);
-        channels.push(this.#channel('p', segments.slice(0, i).join('/')));
-      }
-    }
-    return [this.nodeId, keys, payloads, channelKeys, channels];
-  }
-
-  #channel(kind: 'k' | 'p', name: string): string {
-    return `herald_${kind}_${createHash('sha1').update(`${this.#schema}\0${name}`).digest('hex')}`;
-  }
-
   /** A key listens on its own channel, a pattern on the channel of its literal prefix. */
   #channelOf(name: string, pattern: boolean): string {
-    return pattern ? this.#channel('p', literalPrefix(name)) : this.#channel('k', name);
+    return pattern ? this.#outbox.patternChannel(name) : this.#outbox.keyChannel(name);
   }
 
   #ensureTable(): Promise<void> {
-    this.#ready ??= createOnce(this.#pool, this.#schema, [
-      `CREATE TABLE IF NOT EXISTS ${this.#outbox} (
-        id bigserial PRIMARY KEY,
-        origin text NOT NULL,
-        key text NOT NULL,
-        payload bytea NOT NULL,
-        created_at timestamptz NOT NULL DEFAULT now())`,
-      `CREATE INDEX IF NOT EXISTS outbox_created_at ON ${this.#outbox} (created_at)`,
-    ]).catch((error: unknown) => {
-      this.#ready = undefined;
-      throw error;
-    });
-    return this.#ready;
+    return this.#tables.ensureOutbox(this.#pool);
   }
 }
 
@@ -399,15 +329,3 @@ export async function stageOutbox(hub: ObserverManager, client: pg.ClientBase, p
   const changes = pending.takeForOutbox();
   if (changes !== undefined) await backplane.stage(client, changes);
 }
-
-/** The segments of a pattern before its first wildcard, joined: `"a/b/*"` → `"a/b"`, `"*"` → `""`. */
-function literalPrefix(pattern: string): string {
-  const segments = pattern.split('/');
-  const first = segments.findIndex((s) => s === '*' || s === '**');
-  return segments.slice(0, first === -1 ? segments.length : first).join('/');
-}
-
-function likeEscape(text: string): string {
-  return text.replace(/[\\%_]/g, '\\$&');
-}
-

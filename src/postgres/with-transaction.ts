@@ -2,14 +2,20 @@ import type pg from 'pg';
 import type { PendingNotifications } from '../delivery/pending.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
-import { assertCallback, copyOptions } from '../core/assert.js';
-import { stageOutbox } from '../cluster/postgres.js';
-import { inTransaction } from './pg-transaction.js';
+import { assertCallback, copyOptions, integerOption, MAX_TIMER_MS } from '../core/assert.js';
+import { stageOutbox } from './backplane.js';
+import { inTransaction, RESOLVE_WITHIN_MS } from './transaction.js';
 
 /** Options of {@link withTransaction}. */
 export interface WithTransactionOptions {
   /** @default 'read committed' (the server's default) */
   readonly isolationLevel?: 'read committed' | 'repeatable read' | 'serializable';
+  /**
+   * When the connection dies after the COMMIT was sent, how long to ask the
+   * server whether it committed (then the changes are announced and the call
+   * returns) before rejecting with `HERALD_IN_DOUBT`. @default 10000
+   */
+  readonly commitCheckMs?: number;
 }
 
 const ISOLATION_LEVELS = ['read committed', 'repeatable read', 'serializable'] as const;
@@ -18,9 +24,11 @@ const ISOLATION_LEVELS = ['read committed', 'repeatable read', 'serializable'] a
  * Runs your own PostgreSQL transaction and announces its changes only after
  * COMMIT has succeeded. `fn` does its SQL on `client` and queues changes on
  * `pending` (`pending.notify(key, old, new, meta)`); if `fn` throws, or the
- * COMMIT fails (a deferred constraint, a serialization failure, a lost
- * connection), the transaction is rolled back, the changes are discarded and
- * the error is rethrown: nothing is ever announced that did not commit.
+ * COMMIT fails (a deferred constraint, a serialization failure), the
+ * transaction is rolled back, the changes are discarded and the error is
+ * rethrown: nothing is ever announced that did not commit. A connection lost
+ * after the COMMIT was sent is looked into: if the transaction committed
+ * after all, it is announced and the call returns.
  *
  * @example
  * ```ts
@@ -46,18 +54,18 @@ export async function withTransaction<R>(
   if (!ISOLATION_LEVELS.includes(level)) {
     throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.isolationLevel', ISOLATION_LEVELS.join(', '), level);
   }
+  const commitCheckMs = integerOption(options.commitCheckMs, 'options.commitCheckMs', RESOLVE_WITHIN_MS, 1, MAX_TIMER_MS);
   const pending = hub.defer();
   try {
-    return await inTransaction(pool, async (client, assertConnected) => {
-      await client.query(`BEGIN ISOLATION LEVEL ${level.toUpperCase()}`);
-      const result = await fn(client, pending);
+    return await inTransaction(pool, async (transaction) => {
+      await transaction.begin(`ISOLATION LEVEL ${level.toUpperCase()}`);
+      const result = await fn(transaction.client, pending);
       // On a hub with a PostgreSQL backplane, the announcement joins this transaction's outbox.
-      await stageOutbox(hub, client, pending);
-      assertConnected();
-      await client.query('COMMIT');
+      await stageOutbox(hub, transaction.client, pending);
+      await transaction.commit();
       pending.commit();
       return result;
-    });
+    }, commitCheckMs);
   } catch (error) {
     pending.discard();
     throw error;
