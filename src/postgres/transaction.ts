@@ -54,23 +54,29 @@ export async function inTransaction<R>(pool: pg.Pool, work: (tx: PgTransaction) 
     },
     async commit(statements = []) {
       assertConnected();
-      try {
-        await client.query([...statements, 'COMMIT'].join(';\n'));
-      } catch (error) {
-        // The server refused a statement or the COMMIT itself: nothing committed.
-        if (error instanceof pg.DatabaseError || identity === undefined) throw error;
-        broken ??= error instanceof Error ? error : new Error(String(error));
-        const outcome = await resolveOutcome(pool, identity, resolveWithinMs);
-        if (outcome === 'committed') return;
-        if (outcome === 'aborted') {
-          throw new HeraldError('HERALD_STORE', `the connection was lost before the COMMIT took effect, and the server rolled the transaction back: ${describe(error)}`, { cause: error });
-        }
-        throw new HeraldError(
-          'HERALD_IN_DOUBT',
-          `the connection was lost after the COMMIT was sent, and the server could not say within ${resolveWithinMs} ms whether transaction ${identity.xid} committed; it may have, and was not announced: ${describe(error)}`,
-          { cause: error },
-        );
+      const sent = client.query([...statements, 'COMMIT'].join(';\n'));
+      // A reply that never comes (a connection that hangs open) is looked into like a lost one, after `resolveWithinMs`.
+      let timer: NodeJS.Timeout | undefined;
+      const silence = new Promise<Error>((resolve) => {
+        timer = setTimeout(() => resolve(new Error(`no reply to COMMIT within ${resolveWithinMs} ms`)), resolveWithinMs);
+      });
+      const failure = await Promise.race([sent.then(() => undefined, (error: unknown) => (error instanceof Error ? error : new Error(`COMMIT failed: ${String(error)}`))), silence]);
+      clearTimeout(timer);
+      if (failure === undefined) return;
+      void sent.catch(() => {});
+      // The server refused a statement or the COMMIT itself: nothing committed.
+      if (failure instanceof pg.DatabaseError || identity === undefined) throw failure;
+      broken ??= failure;
+      const outcome = await resolveOutcome(pool, identity, resolveWithinMs);
+      if (outcome === 'committed') return;
+      if (outcome === 'aborted') {
+        throw new HeraldError('HERALD_STORE', `the connection was lost before the COMMIT took effect, and the server rolled the transaction back: ${describe(failure)}`, { cause: failure });
       }
+      throw new HeraldError(
+        'HERALD_IN_DOUBT',
+        `the connection was lost after the COMMIT was sent, and the server could not say within ${resolveWithinMs} ms whether transaction ${identity.xid} committed; it may have, and it was not announced here (with a PostgreSQL backplane, other nodes are told if it did): ${describe(failure)}`,
+        { cause: failure },
+      );
     },
   };
   let failed = false;
@@ -96,7 +102,9 @@ export async function inTransaction<R>(pool: pg.Pool, work: (tx: PgTransaction) 
 async function resolveOutcome(pool: pg.Pool, { xid, pid }: { xid: string; pid: number }, withinMs: number): Promise<'committed' | 'aborted' | undefined> {
   const deadline = Date.now() + withinMs;
   while (Date.now() < deadline) {
-    const client = clientBeside(pool, { connectionTimeoutMillis: Math.max(1, deadline - Date.now()) });
+    // Every wait of the check is bounded: connecting, and each query (a server that accepts and never answers).
+    const left = Math.max(1, deadline - Date.now());
+    const client = clientBeside(pool, { connectionTimeoutMillis: left, query_timeout: left });
     client.on('error', () => {});
     try {
       await client.connect();

@@ -4,7 +4,17 @@ import { InvalidArgumentError } from '../core/errors.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
 import { assertCallback, copyOptions, integerOption, MAX_TIMER_MS } from '../core/assert.js';
 import { stageOutbox } from './backplane.js';
+import { AnnouncementOrder, type Ticket } from '../store/announcement-order.js';
 import { inTransaction, RESOLVE_WITHIN_MS } from './transaction.js';
+
+/**
+ * Per hub, the line its `withTransaction` calls announce in: a place is taken
+ * just before COMMIT is sent, so a transaction whose reply comes late (or is
+ * lost and looked into) never announces after one that committed after it.
+ * Two transactions that write the same row commit in that order, since the
+ * second waits for the first's row lock before it can send its COMMIT.
+ */
+const lines = new WeakMap<ObserverManager, AnnouncementOrder>();
 
 /** Options of {@link withTransaction}. */
 export interface WithTransactionOptions {
@@ -56,18 +66,29 @@ export async function withTransaction<R>(
   }
   const commitCheckMs = integerOption(options.commitCheckMs, 'options.commitCheckMs', RESOLVE_WITHIN_MS, 1, MAX_TIMER_MS);
   const pending = hub.defer();
+  let line = lines.get(hub);
+  if (line === undefined) lines.set(hub, (line = new AnnouncementOrder()));
+  let ticket: Ticket | undefined;
   try {
-    return await inTransaction(pool, async (transaction) => {
+    const result = await inTransaction(pool, async (transaction) => {
       await transaction.begin(`ISOLATION LEVEL ${level.toUpperCase()}`);
       const result = await fn(transaction.client, pending);
       // On a hub with a PostgreSQL backplane, the announcement joins this transaction's outbox.
       await stageOutbox(hub, transaction.client, pending);
+      ticket = line.enter('');
       await transaction.commit();
-      pending.commit();
       return result;
     }, commitCheckMs);
+    const turn = ticket === undefined ? undefined : line.turn(ticket);
+    if (turn !== undefined) await turn;
+    // Committed: announced, unless the hub was closed meanwhile (then nobody is left to tell).
+    if (hub.closed) pending.discard();
+    else pending.commit();
+    return result;
   } catch (error) {
     pending.discard();
     throw error;
+  } finally {
+    if (ticket !== undefined) line.leave(ticket);
   }
 }

@@ -334,13 +334,14 @@ export abstract class SessionStoreBase implements SessionStoreLike {
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
     // Sessions ended elsewhere (another process on the same engine): their watchers here end too.
-    const watched = [...this.#watchers];
+    // Each set is judged by the session its watchers read, as it was before the query: a set none of whose
+    // watchers has read its session yet is left to a later sweep (the query may be older than their reads).
+    const watched = [...this.#watchers]
+      .map(([id, set]) => [id, set, this.#createdAt.get(set)] as const)
+      .filter((entry): entry is readonly [string, Set<Subscription>, number] => entry[2] !== undefined);
     if (watched.length > 0) {
       const alive = await this.doExistingSessions(watched.map(([id]) => id));
-      for (const [id, set] of watched) {
-        const createdAt = this.#createdAt.get(set);
-        if (!alive.has(id) || (createdAt !== undefined && alive.get(id) !== createdAt)) this.#endSet(id, set);
-      }
+      for (const [id, set, createdAt] of watched) if (alive.get(id) !== createdAt) this.#endSet(id, set);
     }
     return results.filter((r) => r.status === 'fulfilled' && r.value).length;
   }
@@ -602,7 +603,7 @@ export abstract class SessionStoreBase implements SessionStoreLike {
 
   async #watch(
     sessionId: string, keyOrPattern: string, isPattern: boolean, callback: ObserverCallback<JsonValue | undefined>,
-    given: StoreWatchOptions | undefined, readCurrent: () => Promise<VariableEntry[]>,
+    given: StoreWatchOptions | undefined, readCurrent: () => Promise<VariableEntry[]>, stale = false,
   ): Promise<Subscription> {
     const options = copyOptions(given, 'options');
     const { includeCurrent = false, ...observeOptions } = options ?? {};
@@ -623,10 +624,11 @@ export abstract class SessionStoreBase implements SessionStoreLike {
     }
     const createdAt = this.#createdAt.get(set);
     if (createdAt !== undefined && createdAt !== info.createdAt) {
-      // The set's session was ended elsewhere and this is a new one of that id: the old one's watchers end, this one starts afresh.
       forget();
-      this.#endSet(sessionId, set);
-      return this.#watch(sessionId, keyOrPattern, isPattern, callback, given, readCurrent);
+      // A newer session of that id: the set's was ended elsewhere, and its watchers end; this one starts afresh.
+      // An older one: this read is stale (another watcher has read the newer one), so it reads again, once.
+      if (info.createdAt > createdAt || stale) this.#endSet(sessionId, set);
+      return this.#watch(sessionId, keyOrPattern, isPattern, callback, given, readCurrent, info.createdAt < createdAt);
     }
     this.#createdAt.set(set, info.createdAt);
     // Once a session's last watcher goes, nothing of it stays here.

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test, type TestContext } from 'node:test';
 import pg from 'pg';
-import { ObserverManager, type Change } from '../../src/index.js';
+import { ObserverManager, type Change, type SessionInfo } from '../../src/index.js';
 import { PostgresSessionStore, withTransaction } from '../../src/postgres.js';
 import { expectNoChange, storeSuite } from '../../src/testing.js';
 import { within } from '../support/deadline.js';
@@ -427,4 +427,121 @@ test('PostgresSessionStore - watching a session made again by another process en
   await here.expireSessions();
   await here.hub.drain();
   assert.equal(fresh.active, true, 'the sweep knows the new session is the one watched');
+});
+
+test('PostgresSessionStore - a COMMIT whose reply never comes on a connection that stays open is looked into after commitCheckMs, announced, and later writes follow it in order', { skip }, async (t) => {
+  const hub = createHub(t);
+  const { store, proxy } = await proxiedStore(t, hub, { commitCheckMs: 300 });
+  const id = uniqueId();
+  await store.createSession(id);
+  await store.set(id, 'v', 1);
+  const seen: unknown[] = [];
+  hub.observe(`session/${id}/v`, (change) => void seen.push(change.newValue));
+  const silenced = proxy.silenceReply('COMMIT\0', 'COMMIT\0');
+  const first = store.set(id, 'v', 2);
+  await silenced;
+  const second = store.set(id, 'v', 3);
+  assert.deepEqual(await within(first, 10_000, 'the silent COMMIT to be looked into'), { oldValue: 1, newValue: 2, version: 2 });
+  assert.equal((await within(second, 10_000, 'the write after it')).version, 3);
+  await hub.drain();
+  assert.deepEqual(seen, [2, 3]);
+});
+
+test('PostgresSessionStore - the check of a lost COMMIT gives up after commitCheckMs when the server accepts connections and never answers', { skip }, async (t) => {
+  const hub = createHub(t);
+  const { store, proxy } = await proxiedStore(t, hub, { commitCheckMs: 300 });
+  const id = uniqueId();
+  await store.createSession(id);
+  await store.set(id, 'v', 1);
+  const lost = proxy.loseReply('COMMIT\0', 'COMMIT\0').then(() => proxy.stall());
+  await assert.rejects(within(store.set(id, 'v', 2), 10_000, 'the check to give up'), { code: 'HERALD_IN_DOUBT' });
+  await lost;
+  proxy.release();
+});
+
+test('withTransaction() - a transaction that committed while the hub closed returns its result and announces nothing', { skip }, async (t) => {
+  const hub = createHub(t);
+  const table = `"${schema}".closing_${process.pid}`;
+  await admin.query(`CREATE TABLE ${table} (id int PRIMARY KEY)`);
+  const result = await withTransaction(pool, hub, async (client, pending) => {
+    await client.query(`INSERT INTO ${table} VALUES (1)`);
+    pending.notify('registry/closing', undefined, 1);
+    await hub.close();
+    return 'committed';
+  });
+  assert.equal(result, 'committed');
+  assert.deepEqual((await admin.query(`SELECT id FROM ${table}`)).rows, [{ id: 1 }]);
+});
+
+test('withTransaction() - a transaction whose COMMIT reply is lost announces before one that committed after it', { skip }, async (t) => {
+  const hub = createHub(t);
+  const proxy = await TcpProxy.start(url);
+  t.after(() => proxy.close());
+  const proxied = new pg.Pool({ connectionString: proxy.url(url), max: 2 });
+  proxied.on('error', () => {});
+  t.after(() => proxied.end());
+  const table = `"${schema}".order_${process.pid}`;
+  await admin.query(`CREATE TABLE ${table} (id int PRIMARY KEY, name text)`);
+  await admin.query(`INSERT INTO ${table} VALUES (1, 'start')`);
+  const seen: unknown[] = [];
+  hub.observe('registry/order', (change) => void seen.push(change.newValue));
+  const rename = (through: pg.Pool, name: string): Promise<void> => withTransaction(through, hub, async (client, pending) => {
+    await client.query(`UPDATE ${table} SET name = $1 WHERE id = 1`, [name]);
+    pending.notify('registry/order', undefined, name);
+  });
+  // A's reply is lost, and the check of it waits (the proxy holds new connections) while B commits after A.
+  const lost = proxy.loseReply('COMMIT\0', 'COMMIT\0').then(() => proxy.stall());
+  const a = rename(proxied, 'A');
+  await lost;
+  const b = rename(pool, 'B');
+  await within(committed(`SELECT 1 FROM ${table} WHERE name = 'B'`), 10_000, 'B to commit');
+  await hub.drain();
+  assert.deepEqual(seen, [], 'B has committed, and waits to announce after A, which committed first');
+  proxy.release();
+  await within(Promise.all([a, b]), 15_000, 'A to be looked into, then B to announce');
+  await hub.drain();
+  assert.deepEqual(seen, ['A', 'B']);
+  assert.deepEqual((await admin.query(`SELECT name FROM ${table}`)).rows, [{ name: 'B' }]);
+});
+
+/** Resolves once `query` returns a row (asked again every 20 ms): for a commit made by work still running. */
+async function committed(query: string): Promise<void> {
+  while ((await admin.query(query)).rows.length === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
+/** A store whose session reads can be held back, to order them against other work. */
+class HeldReadStore extends PostgresSessionStore {
+  hold: Promise<void> | undefined;
+  protected override async doGetSession(sessionId: string): Promise<SessionInfo | undefined> {
+    const info = await super.doGetSession(sessionId);
+    const hold = this.hold;
+    if (hold !== undefined) {
+      this.hold = undefined;
+      await hold;
+    }
+    return info;
+  }
+}
+
+test('PostgresSessionStore - a watch whose session read is stale (the session was made again meanwhile) does not end the watchers of the new one', { skip }, async (t) => {
+  const here = new HeldReadStore({ hub: createHub(t), pool, schema, expiryCheckMs: 0 });
+  t.after(() => here.close());
+  const elsewhere = createStore(t, createHub(t));
+  const id = uniqueId();
+  const first = await here.createSession(id);
+  let release!: () => void;
+  here.hold = new Promise((resolve) => (release = resolve));
+  const stale = here.watch(id, 'v', () => {}); // reads the first session, then waits
+  await elsewhere.deleteSession(id);
+  await pastMillisecond(first.createdAt);
+  await elsewhere.createSession(id);
+  const fresh = await here.watch(id, 'v', () => {});
+  release();
+  const late = await within(stale, 5000, 'the held watch');
+  await here.hub.drain();
+  assert.equal(fresh.active, true, 'the watcher of the live session lives on');
+  assert.equal(late.active, true, 'the held watch read again and watches the live session');
+  await here.expireSessions();
+  await here.hub.drain();
+  assert.equal(fresh.active && late.active, true);
 });

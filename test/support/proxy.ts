@@ -3,8 +3,12 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 /** A fault armed for the next query that contains a marker. */
 interface Trap {
   readonly marker: Buffer;
-  /** Forward the query and lose its reply (`'reply'`), or lose the query itself (`'query'`). */
-  readonly lose: 'reply' | 'query';
+  /**
+   * Forward the query and lose its reply, dropping the connection (`'reply'`)
+   * or keeping it open and silent from then on (`'silence'`), or lose the
+   * query itself (`'query'`).
+   */
+  readonly lose: 'reply' | 'silence' | 'query';
   /** The reply the server sends when it has run the query (a `'reply'` trap waits for it). */
   readonly done?: Buffer;
   readonly sprung: () => void;
@@ -22,6 +26,8 @@ export class TcpProxy {
   readonly #pairs = new Set<readonly [Socket, Socket]>();
   #cut: boolean;
   #trap: Trap | undefined;
+  /** New connections are accepted and then held, never forwarded, until {@link release}. */
+  #stalled: Socket[] | undefined;
 
   private constructor(target: { host: string; port: number }, cut: boolean) {
     this.#target = target;
@@ -55,6 +61,8 @@ export class TcpProxy {
   /** Drops every open connection and turns new ones away until {@link restore}. */
   cut(): void {
     this.#cut = true;
+    for (const client of this.#stalled ?? []) client.destroy();
+    if (this.#stalled !== undefined) this.#stalled = [];
     for (const [client, upstream] of this.#pairs) {
       client.destroy();
       upstream.destroy();
@@ -77,6 +85,28 @@ export class TcpProxy {
     });
   }
 
+  /**
+   * As {@link loseReply}, but the connection stays open: the server's reply,
+   * and anything after it, never reaches the client, and no error tells it.
+   */
+  silenceReply(marker: string, done: string): Promise<void> {
+    return new Promise((resolve) => {
+      this.#trap = { marker: Buffer.from(marker), lose: 'silence', done: Buffer.from(done), sprung: resolve };
+    });
+  }
+
+  /** New connections are accepted but go nowhere (a server that accepts and never answers) until {@link release}. */
+  stall(): void {
+    this.#stalled ??= [];
+  }
+
+  /** Lets stalled connections, and new ones, through. */
+  release(): void {
+    const stalled = this.#stalled ?? [];
+    this.#stalled = undefined;
+    for (const client of stalled) if (!client.destroyed) this.#connect(client);
+  }
+
   /** The next query sent through the proxy that contains `marker` never reaches the server: its connection is dropped instead. Resolves then. */
   loseQuery(marker: string): Promise<void> {
     return new Promise((resolve) => {
@@ -95,6 +125,16 @@ export class TcpProxy {
       client.destroy();
       return;
     }
+    if (this.#stalled !== undefined) {
+      client.pause();
+      client.on('error', () => {});
+      this.#stalled.push(client);
+      return;
+    }
+    this.#connect(client);
+  }
+
+  #connect(client: Socket): void {
     const upstream = connect(this.#target);
     const pair = [client, upstream] as const;
     this.#pairs.add(pair);
@@ -120,13 +160,17 @@ export class TcpProxy {
       }
       upstream.write(chunk);
     });
+    let silent = false;
     upstream.on('data', (chunk: Buffer) => {
+      if (silent) return;
       if (awaiting !== undefined && chunk.includes(awaiting.done!)) {
-        drop();
+        if (awaiting.lose === 'silence') silent = true;
+        else drop();
         awaiting.sprung();
         return;
       }
       client.write(chunk);
     });
+    client.resume();
   }
 }
