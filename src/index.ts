@@ -15,7 +15,7 @@ export { ObserverManager, DEFAULT_CALLBACK_TIMEOUT_MS, DEFAULT_OVERFLOW, DEFAULT
 export { Scope } from './hub/scope.js';
 export { Backplane, type BackplaneOptions, type ReconnectOptions } from './cluster/backplane.js';
 export {
-  isGap, type BackplaneLink, type BackplanePort, type BackplaneSink, type BackplaneState, type BackplaneStats, type Gap, type GapReason,
+  isGap, type BackplaneLink, type BackplanePort, type BackplaneSink, type BackplaneState, type BackplaneStats, type Gap, type GapReason, type ReadyOptions,
 } from './core/backplane-port.js';
 export { jsonCodec, type Codec, type WireChange } from './cluster/codec.js';
 export type { BatchedChange, PendingNotifications } from './delivery/pending.js';

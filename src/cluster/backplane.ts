@@ -1,9 +1,10 @@
-import { HeraldError, InvalidArgumentError } from '../core/errors.js';
-import { assertOptions, integerOption, isPlainObject, MAX_TIMER_MS, optionalFunction } from '../core/assert.js';
-import { Deque } from '../core/deque.js';
+import { ClosedError, describeValue, HeraldError, InvalidArgumentError, TimeoutError } from '../core/errors.js';
+import { assertOptions, integerOption, isPlainObject, MAX_TIMER_MS, optionalDuration, optionalFunction } from '../core/assert.js';
 import type { Meta } from '../core/types.js';
-import type { BackplaneLink, BackplanePort, BackplaneSink, BackplaneState, BackplaneStats, GapReason } from '../core/backplane-port.js';
+import type { BackplaneLink, BackplanePort, BackplaneSink, BackplaneState, BackplaneStats, GapReason, ReadyOptions } from '../core/backplane-port.js';
 import { jsonCodec, type Codec, type WireChange } from './codec.js';
+import { Interest, topicId, type Topic } from './interest.js';
+import { Outgoing } from './outgoing.js';
 
 /** Backoff between reconnection attempts: `min(maxDelayMs, initialDelayMs * 2^attempt)`, with up to 20 % jitter. */
 export interface ReconnectOptions {
@@ -37,12 +38,17 @@ export interface BackplaneOptions {
 /** Origins remembered for ordering; the oldest is forgotten beyond this. */
 const MAX_ORIGINS = 10_000;
 
+/** How long `ready()` waits by default. */
+const READY_TIMEOUT_MS = 30_000;
+
 /**
- * What every backplane shares: the codec and its size limit, interest
- * (an engine subscription per key or pattern with local observers),
- * echo suppression, per-origin ordering, a bounded buffer while the engine
- * is away, reconnection bookkeeping, gap signals and counters. An engine
- * adds connecting, subscribing and sending. A backplane serves one hub.
+ * What every backplane shares, each part with one owner: the codec and its
+ * size limit; {@link Outgoing}, the one FIFO of this node's changes (nothing
+ * overtakes what is queued, and what a lost connection took is sent again
+ * first); {@link Interest}, the one reconciler of engine subscriptions
+ * against local observers; and the inbound path (echo suppression, per-origin
+ * order, gap signals). An engine adds connecting, subscription commands and
+ * sending. A backplane serves one hub.
  */
 export abstract class Backplane implements BackplanePort {
   /** The engine's name, as in stats and gap signals. */
@@ -51,7 +57,6 @@ export abstract class Backplane implements BackplanePort {
   readonly nodeId: string = Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(12))).toString('base64url');
 
   readonly #codec: Codec;
-  readonly #maxBuffered: number;
   readonly #initialDelayMs: number;
   readonly #maxDelayMs: number;
   readonly #onError: ((error: unknown) => void) | undefined;
@@ -63,37 +68,31 @@ export abstract class Backplane implements BackplanePort {
   #sink: BackplaneSink | undefined;
   #state: BackplaneState = 'connecting';
   #everConnected = false;
+  /** Whether the receiving side was lost since the last connection: then changes may have been missed. */
+  #missed = false;
   /** The last message number this node published. */
   #n = 0;
-  /** Wanted engine subscriptions: topic id → [name, isPattern]. */
-  readonly #wanted = new Map<string, readonly [string, boolean]>();
-  /** Subscriptions and unsubscriptions run one at a time, in order. */
-  #ops: Promise<void> = Promise.resolve();
-  /** Sends and subscription changes not yet settled. */
-  #inFlight = 0;
+  readonly #outgoing: Outgoing;
+  readonly #interest: Interest;
+  /** A replay or gap check after a reconnection, in progress. */
+  #recovering = false;
   #idleWaiters: (() => void)[] = [];
-  /** Ends close()'s wait for what is in flight: called when it has settled, or when the connection is lost. */
-  #endFlush: (() => void) | undefined;
+  /** Woken when interest has nothing left to do, or the connection goes. */
+  #subscribedWaiters: (() => void)[] = [];
   #closing: Promise<void> | undefined;
-  readonly #buffer = new Deque<readonly [string, Uint8Array | string]>();
-  /** Changes sent on a connection that was then lost, before their reply: sent again first when it is back. */
-  #resend: (readonly [string, Uint8Array | string])[] = [];
   readonly #lastSeen = new Map<string, number>();
   #lastError: string | undefined;
-  protected readonly counters = {
-    reconnects: 0, published: 0, publishFailed: 0, publishDropped: 0, received: 0,
-    echoes: 0, duplicates: 0, malformed: 0, gaps: 0,
-  };
+  protected readonly counters = { reconnects: 0, received: 0, echoes: 0, duplicates: 0, malformed: 0, gaps: 0 };
 
   constructor(options: BackplaneOptions | undefined, defaultMaxMessageBytes: number) {
     assertOptions(options, 'options');
     const codec = options?.codec ?? jsonCodec;
-    if (typeof codec?.encode !== 'function' || typeof codec.decode !== 'function') {
-      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.codec', 'a codec with encode and decode', codec);
+    if (typeof codec?.encode !== 'function' || typeof codec.decode !== 'function' || typeof codec.name !== 'string' || codec.name.length === 0) {
+      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.codec', 'a codec with a name, encode and decode', codec);
     }
     this.#codec = codec;
     this.maxMessageBytes = integerOption(options?.maxMessageBytes, 'options.maxMessageBytes', defaultMaxMessageBytes, 1);
-    this.#maxBuffered = integerOption(options?.maxBuffered, 'options.maxBuffered', 10_000, 0);
+    const maxBuffered = integerOption(options?.maxBuffered, 'options.maxBuffered', 10_000, 0);
     assertOptions(options?.reconnect, 'options.reconnect');
     this.#initialDelayMs = integerOption(options?.reconnect?.initialDelayMs, 'options.reconnect.initialDelayMs', 50, 1, MAX_TIMER_MS);
     this.#maxDelayMs = integerOption(options?.reconnect?.maxDelayMs, 'options.reconnect.maxDelayMs', 5000, 1, MAX_TIMER_MS);
@@ -102,6 +101,23 @@ export abstract class Backplane implements BackplanePort {
     this.#closeTimeoutMs = integerOption(options?.closeTimeoutMs, 'options.closeTimeoutMs', 5000, 0, MAX_TIMER_MS);
     optionalFunction(options?.onStateChange, 'options.onStateChange');
     this.#onStateChange = options?.onStateChange;
+    this.#outgoing = new Outgoing({
+      send: (key, data) => this.send(key, data),
+      lostInTransit: (error) => this.lostInTransit(error),
+      failed: (error) => this.reportError(error),
+      retryDelay: (attempt) => this.backoff(attempt),
+    }, maxBuffered, () => this.#wakeIfIdle());
+    this.#interest = new Interest({
+      subscribe: (topics) => this.subscribeTopics(topics),
+      unsubscribe: (topics) => this.unsubscribeTopics(topics),
+      failed: (error) => this.reportError(error),
+      retryDelay: (attempt) => this.backoff(attempt),
+    }, () => {
+      const waiters = this.#subscribedWaiters;
+      this.#subscribedWaiters = [];
+      for (const wake of waiters) wake();
+      this.#wakeIfIdle();
+    });
   }
 
   // ---- what the hub calls ----
@@ -113,13 +129,15 @@ export abstract class Backplane implements BackplanePort {
     }
     if (this.#state === 'closed') throw new HeraldError('HERALD_INVALID_OPTION', '`options.backplane` is closed');
     this.#sink = sink;
+    this.#emitState();
     this.start();
     return {
       encode: (key, oldValue, newValue, meta, at) => this.encode(key, oldValue, newValue, meta, at),
-      publish: (key, data) => this.#publish(key, data),
+      publish: (key, data) => this.#outgoing.publish(key, data),
       assertEncodable: (key, oldValue, newValue, meta) => void this.#encode(key, oldValue, newValue, meta, Date.now()),
-      interest: (name, pattern, wanted) => this.#interest(name, pattern, wanted),
-      isSubscribed: (name, pattern = false) => this.hasSubscription(name, pattern),
+      interest: (name, pattern, wanted) => this.#interest.want(name, pattern, wanted),
+      assertKey: (name, pattern) => this.#assertKey(name, pattern),
+      isSubscribed: (name, pattern = false) => this.#interest.holds(topicId(name, pattern)),
     };
   }
 
@@ -135,6 +153,7 @@ export abstract class Backplane implements BackplanePort {
   }
 
   #encode(key: string, oldValue: unknown, newValue: unknown, meta: Meta, at: number): Uint8Array | string {
+    this.#assertKey(key, false);
     const data = this.#codec.encode({ origin: this.nodeId, n: this.#n + 1, key, oldValue, newValue, meta, at });
     // UTF-8 takes at most 3 bytes per UTF-16 unit: most strings need no count.
     const bytes = typeof data === 'string' ? (data.length * 3 <= this.maxMessageBytes ? 0 : Buffer.byteLength(data)) : data.byteLength;
@@ -144,37 +163,63 @@ export abstract class Backplane implements BackplanePort {
     return data;
   }
 
-  /** Sends an encoded change, or buffers it while the engine is away. Never throws. */
-  #publish(key: string, data: Uint8Array | string): void {
-    if (this.#state !== 'connected') {
-      if (this.#state === 'closed') return;
-      this.#hold(this.#buffer, key, data);
-      return;
-    }
-    this.#send(key, data);
-  }
-
-  /** A key's or pattern's first local observer came (`wanted`), or its last one went. */
-  #interest(name: string, pattern: boolean, wanted: boolean): void {
-    const topic = (pattern ? 'p:' : 'k:') + name;
-    if (wanted) this.#wanted.set(topic, [name, pattern]);
-    else this.#wanted.delete(topic);
-    if (this.#state === 'connected') this.#queueSync(topic);
+  /** Throws `HERALD_INVALID_KEY` (or `HERALD_INVALID_PATTERN`) for a key the engine could not carry. */
+  #assertKey(name: string, pattern: boolean): void {
+    const problem = this.keyProblem(name, pattern);
+    if (problem === undefined) return;
+    const what = pattern ? 'pattern' : 'key';
+    throw new InvalidArgumentError(
+      pattern ? 'HERALD_INVALID_PATTERN' : 'HERALD_INVALID_KEY',
+      `\`${what}\` ${describeValue(name)} cannot travel on the ${this.engine} backplane: ${problem}; nothing was changed`,
+    );
   }
 
   /** Whether the engine has confirmed a subscription for this key or pattern. */
   isSubscribed(name: string, pattern = false): boolean {
-    return this.hasSubscription(name, pattern);
+    return this.#interest.holds(topicId(name, pattern));
   }
 
   /**
-   * Resolves once the engine is connected and has confirmed every
-   * subscription change asked for so far, and every change published so far
-   * has been handed over. What tests and start-up code wait on.
+   * Resolves once the engine is connected, has confirmed every subscription
+   * change asked for so far, and has every change published so far (and any
+   * replay after a reconnection is done). Rejects with `HERALD_TIMEOUT` after
+   * `timeoutMs` (default 30 000), with `HERALD_CLOSED` if the backplane is
+   * closed first, and with the signal's reason if `signal` aborts.
    */
-  ready(): Promise<void> {
+  ready(options?: ReadyOptions): Promise<void> {
+    try {
+      assertOptions(options, 'options');
+      optionalDuration(options?.timeoutMs, 'options.timeoutMs', 0, true);
+      if (options?.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+        throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.signal', 'an AbortSignal', options.signal);
+      }
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+    const signal = options?.signal;
+    if (this.#state === 'closed') return Promise.reject(new ClosedError('the backplane is closed: it will not be ready'));
     if (this.#isIdle()) return Promise.resolve();
-    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+    if (signal?.aborted === true) return Promise.reject(signal.reason as Error);
+    const timeoutMs = options?.timeoutMs ?? READY_TIMEOUT_MS;
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = (error?: Error): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        this.#idleWaiters = this.#idleWaiters.filter((waiter) => waiter !== wake);
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      const wake = (): void => done(this.#state === 'closed' ? new ClosedError('the backplane was closed before it was ready') : undefined);
+      const onAbort = (): void => done(signal!.reason as Error);
+      this.#idleWaiters.push(wake);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (timeoutMs !== Infinity) {
+        timer = setTimeout(() => done(new TimeoutError(
+          `the ${this.engine} backplane was not ready within ${timeoutMs} ms (state ${this.#state}, ${this.#outgoing.buffered} changes waiting${this.#lastError === undefined ? '' : `, last error: ${this.#lastError}`})`,
+        )), timeoutMs);
+      }
+    });
   }
 
   stats(): BackplaneStats {
@@ -184,8 +229,9 @@ export abstract class Backplane implements BackplanePort {
       state: this.#state,
       connected: this.#state === 'connected',
       ...this.counters,
-      buffered: this.#buffer.length + this.#resend.length,
-      subscriptions: this.subscriptionCount(),
+      ...this.#outgoing.counters,
+      buffered: this.#outgoing.buffered,
+      subscriptions: this.#interest.heldCount,
       lastError: this.#lastError,
     };
   }
@@ -197,7 +243,8 @@ export abstract class Backplane implements BackplanePort {
   /**
    * Closes the engine connections after handing over what is in flight
    * (for at most `closeTimeoutMs`, and not at all once the connection is
-   * lost); idempotent. The hub's `close()` calls it.
+   * lost); idempotent. Subscriptions are not taken back one by one: they end
+   * with the connection. The hub's `close()` calls it.
    */
   close(): Promise<void> {
     this.#closing ??= this.#close();
@@ -206,12 +253,19 @@ export abstract class Backplane implements BackplanePort {
 
   async #close(): Promise<void> {
     if (this.#state === 'closed') return;
-    if (this.#state === 'connected' && this.#inFlight > 0) await this.#flushed();
+    this.#interest.pause();
+    if (this.#state === 'connected' && this.#outgoing.sending) {
+      let timer: NodeJS.Timeout | undefined;
+      const lost = new Promise<void>((resolve) => (this.#onLost = resolve));
+      const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#closeTimeoutMs)));
+      await Promise.race([this.#outgoing.settled(), lost, timeout]);
+      clearTimeout(timer);
+      this.#onLost = undefined;
+    }
     this.#setState('closed');
+    for (const wake of this.#subscribedWaiters.splice(0)) wake();
     // Changes still waiting for the engine will never reach it: counted, not lost silently.
-    this.counters.publishDropped += this.#buffer.length + this.#resend.length;
-    this.#buffer.clear();
-    this.#resend = [];
+    this.#outgoing.stop();
     try {
       await this.shutdown();
     } catch (error) {
@@ -220,43 +274,58 @@ export abstract class Backplane implements BackplanePort {
     this.#wakeIdle();
   }
 
+  /** Ends close()'s wait for what is in flight when the connection is lost. */
+  #onLost: (() => void) | undefined;
+
   // ---- what an engine implements ----
 
   /** Starts connecting; the engine calls {@link connected} and {@link disconnected} as its connection comes and goes. */
   protected abstract start(): void;
-  /** Subscribes on the engine; idempotent. */
-  protected abstract subscribe(name: string, pattern: boolean): Promise<void> | void;
-  /** Unsubscribes on the engine; idempotent. */
-  protected abstract unsubscribe(name: string, pattern: boolean): Promise<void> | void;
-  protected abstract hasSubscription(name: string, pattern: boolean): boolean;
-  protected abstract subscriptionCount(): number;
+  /** Subscribes every topic on the engine, in as few commands as it can; resolves once the engine has confirmed them. */
+  protected abstract subscribeTopics(topics: readonly Topic[]): Promise<void>;
+  /** Unsubscribes every topic on the engine, in as few commands as it can. */
+  protected abstract unsubscribeTopics(topics: readonly Topic[]): Promise<void>;
+  /** Why the engine could not carry this key or pattern (a limit of its own), or undefined when it can. */
+  protected keyProblem(_name: string, _pattern: boolean): string | undefined {
+    return undefined;
+  }
+
   /**
-   * The subscriptions this node holds on the engine, as the engine itself
-   * reports them (Redis: `CLIENT LIST`; PostgreSQL: `pg_listening_channels()`;
-   * NATS: the client's registered subscriptions, as the server's monitoring
-   * port cannot be assumed). What a test of interest checks.
+   * The topics the engine holds for this node right after a (re)connection:
+   * none for an engine whose subscriptions end with their connection (the
+   * default), the client's own list for one that resubscribes by itself.
+   */
+  protected heldAfterConnect(): Iterable<string> {
+    return [];
+  }
+
+  /**
+   * The subscriptions this node holds on the engine, as the engine server
+   * itself reports them (Redis: `CLIENT LIST`; PostgreSQL:
+   * `pg_listening_channels()`; NATS: the server's monitoring endpoint).
+   * What a test of interest checks.
    */
   abstract engineSubscriptions(): Promise<number>;
-  /** Sends one encoded change. */
+  /** Sends one encoded change; a promise, if any, settles once the engine has it. */
   protected abstract send(key: string, data: Uint8Array | string): Promise<unknown> | void;
   /** Ends the engine connections. */
   protected abstract shutdown(): Promise<void>;
 
   /**
    * Whether a failed send was lost with its connection rather than refused
-   * by the engine. Such a change is kept and sent again once the connection
-   * is back (the engine reports the loss and reconnects);
-   * receivers drop it if it had arrived after all (its message number is not
-   * new). An engine whose receivers cannot tell keeps the default, false.
+   * by the engine. Such a change is kept and sent again, before any later
+   * one; receivers drop it if it had arrived after all (its message number
+   * is not new). An engine whose receivers cannot tell keeps the default, false.
    */
   protected lostInTransit(_error: unknown): boolean {
     return false;
   }
 
   /**
-   * After a reconnection, before the gap signal: an engine that can replay
-   * what was missed does so and returns true, and then no `"reconnected"` gap
-   * is signalled (it signals `"replay-incomplete"` itself if the replay fell short).
+   * After a reconnection that lost the receiving side, before the gap
+   * signal: an engine that can replay what was missed does so and returns
+   * true, and then no `"reconnected"` gap is signalled (it signals
+   * `"replay-incomplete"` itself if the replay fell short).
    */
   protected recover(): Promise<boolean> | boolean {
     return false;
@@ -264,9 +333,9 @@ export abstract class Backplane implements BackplanePort {
 
   // ---- what an engine calls ----
 
-  /** The wanted subscriptions, as `[name, isPattern]`. */
-  protected wantedTopics(): IterableIterator<readonly [string, boolean]> {
-    return this.#wanted.values();
+  /** The wanted keys and patterns. */
+  protected wantedTopics(): IterableIterator<Topic> {
+    return this.#interest.wanted();
   }
 
   /** Whether the backplane has been closed. */
@@ -280,40 +349,61 @@ export abstract class Backplane implements BackplanePort {
     return Math.round(base * (0.8 + Math.random() * 0.2));
   }
 
-  /** The engine's connection is up: subscribes to what is wanted, sends what was buffered, and after a loss, recovers or signals a gap. */
+  /**
+   * The engine's connections are up: interest is reconciled with what the
+   * engine holds, what waits is sent in order, and after a loss of the
+   * receiving side, the engine recovers or a gap is signalled.
+   */
   protected connected(): void {
     if (this.#state === 'closed' || this.#state === 'connected') return;
     const again = this.#everConnected;
     this.#everConnected = true;
     this.#setState('connected');
     if (again) this.counters.reconnects++;
-    for (const topic of this.#wanted.keys()) this.#queueSync(topic);
-    this.#track(this.#ops.then(async () => {
-      const resend = this.#resend;
-      this.#resend = [];
-      for (const [key, data] of resend) this.#send(key, data);
-      while (this.#buffer.length > 0 && this.#state === 'connected') {
-        const [key, data] = this.#buffer.shift()!;
-        this.#send(key, data);
-      }
-      if (!again) return;
-      let complete = false;
-      try {
-        complete = await this.recover();
-      } catch (error) {
-        this.reportError(error);
-      }
-      if (!complete && this.#state !== 'closed') this.signalGap('reconnected');
-    }));
+    this.#interest.open(this.heldAfterConnect());
+    this.#outgoing.open();
+    if (!again || !this.#missed) return;
+    this.#missed = false;
+    this.#recovering = true;
+    void this.#recover().finally(() => {
+      this.#recovering = false;
+      this.#wakeIfIdle();
+    });
   }
 
-  /** The engine's connection is gone; it will be retried. */
-  protected disconnected(error?: unknown): void {
+  async #recover(): Promise<void> {
+    let complete = false;
+    try {
+      // Once subscribed again: a change published from then on arrives, so the gap is what came before.
+      if (!this.#interest.idle) await new Promise<void>((resolve) => this.#subscribedWaiters.push(resolve));
+      if (this.#state !== 'connected') {
+        // Lost again meanwhile: the next connection recovers.
+        this.#missed = true;
+        return;
+      }
+      complete = await this.recover();
+    } catch (error) {
+      this.reportError(error);
+    }
+    if (!complete && this.#state !== 'closed') this.signalGap('reconnected');
+  }
+
+  /**
+   * A connection is gone; it will be retried. `receiving` is false when only
+   * the sending side went (nothing sent to this node was missed, so no gap).
+   */
+  protected disconnected(error?: unknown, receiving = true): void {
     if (error !== undefined) this.reportError(error);
     if (this.#state === 'closed') return;
+    if (receiving) this.#missed = true;
     this.#setState(this.#everConnected ? 'reconnecting' : 'connecting');
+    this.#interest.pause();
+    this.#outgoing.pause();
+    const waiters = this.#subscribedWaiters;
+    this.#subscribedWaiters = [];
+    for (const wake of waiters) wake();
     // What was in flight will not be handed over on this connection: close() stops waiting for it.
-    this.#endFlush?.();
+    this.#onLost?.();
   }
 
   /** Tells every observer of the hub that changes may have been missed. */
@@ -322,7 +412,12 @@ export abstract class Backplane implements BackplanePort {
     this.#sink?.gap(Object.freeze({ type: 'gap', reason, engine: this.engine, at: Date.now() }));
   }
 
-  /** Decodes a message from the engine and hands it to the hub, unless it is malformed, this node's own, or already seen. */
+  /**
+   * Decodes a message from the engine and hands it to the hub, unless it is
+   * malformed, this node's own, or already seen (per
+   * origin, by message number; `accept` replaces that check for an engine
+   * that orders otherwise).
+   */
   protected receive(data: Uint8Array | string, accept?: (change: WireChange) => boolean): void {
     if (this.#state === 'closed') return;
     let change: WireChange;
@@ -363,8 +458,12 @@ export abstract class Backplane implements BackplanePort {
   #setState(state: BackplaneState): void {
     if (this.#state === state) return;
     this.#state = state;
+    this.#emitState();
+  }
+
+  #emitState(): void {
     try {
-      this.#onStateChange?.(state);
+      this.#onStateChange?.(this.#state);
     } catch (error) {
       this.reportError(error);
     }
@@ -379,88 +478,12 @@ export abstract class Backplane implements BackplanePort {
     return true;
   }
 
-  #send(key: string, data: Uint8Array | string): void {
-    this.counters.published++;
-    let sent: Promise<unknown> | void;
-    try {
-      sent = this.send(key, data);
-    } catch (error) {
-      this.#failed(error);
-      return;
-    }
-    if (sent === undefined) return;
-    // One handler pair per send, no promise of its own: sends are the hot path.
-    this.#inFlight++;
-    void sent.then(this.#settle, (error: unknown) => {
-      this.#failed(error, key, data);
-      this.#settle();
-    });
-  }
-
-  #failed(error: unknown, key?: string, data?: Uint8Array | string): void {
-    // Lost with its connection (which may not have noticed yet): sent again once it is back.
-    if (key !== undefined && this.#state !== 'closed' && this.lostInTransit(error)) {
-      this.counters.published--;
-      this.#hold(this.#resend, key, data!);
-      return;
-    }
-    this.counters.publishFailed++;
-    this.reportError(error);
-  }
-
-  /** Keeps a change for later in `queue`, within `maxBuffered` changes in all; the oldest kept is dropped past it. */
-  #hold(queue: Deque<readonly [string, Uint8Array | string]> | (readonly [string, Uint8Array | string])[], key: string, data: Uint8Array | string): void {
-    if (this.#buffer.length + this.#resend.length >= this.#maxBuffered) {
-      this.counters.publishDropped++;
-      if (this.#maxBuffered === 0) return;
-      if (this.#resend.length > 0) this.#resend.shift();
-      else this.#buffer.shift();
-    }
-    queue.push([key, data]);
-  }
-
-  #queueSync(topic: string): void {
-    this.#track(this.#ops = this.#ops.then(async () => {
-      const wanted = this.#wanted.get(topic);
-      const [name, pattern] = wanted ?? [topic.slice(2), topic.startsWith('p:')];
-      try {
-        if (wanted !== undefined) {
-          if (!this.hasSubscription(name, pattern)) await this.subscribe(name, pattern);
-        } else if (this.hasSubscription(name, pattern)) {
-          await this.unsubscribe(name, pattern);
-        }
-      } catch (error) {
-        this.reportError(error);
-      }
-    }));
-  }
-
-  #track(promise: Promise<unknown>): void {
-    this.#inFlight++;
-    void promise.finally(this.#settle);
-  }
-
-  /** Something in flight has settled. */
-  readonly #settle = (): void => {
-    this.#inFlight--;
-    if (this.#inFlight === 0) this.#endFlush?.();
-    if (this.#isIdle()) this.#wakeIdle();
-  };
-
   #isIdle(): boolean {
-    return this.#inFlight === 0 && (this.#state === 'connected' || this.#state === 'closed');
+    return this.#state === 'connected' && this.#outgoing.idle && this.#interest.idle && !this.#recovering;
   }
 
-  /** Resolves once nothing is in flight, the connection is lost, or `closeTimeoutMs` has passed. */
-  #flushed(): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => this.#endFlush!(), this.#closeTimeoutMs);
-      this.#endFlush = () => {
-        clearTimeout(timer);
-        this.#endFlush = undefined;
-        resolve();
-      };
-    });
+  #wakeIfIdle(): void {
+    if (this.#isIdle() || this.#state === 'closed') this.#wakeIdle();
   }
 
   #wakeIdle(): void {
@@ -479,4 +502,3 @@ function isWireChange(value: unknown): value is WireChange {
     && typeof c.at === 'number' && Number.isFinite(c.at)
     && isPlainObject(c.meta);
 }
-

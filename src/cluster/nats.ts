@@ -1,6 +1,7 @@
 import { connect, type NatsConnection, type NodeConnectionOptions, type Subscription } from '@nats-io/transport-node';
 import { InvalidArgumentError } from '../core/errors.js';
 import { Backplane, type BackplaneOptions } from './backplane.js';
+import type { Topic } from './interest.js';
 
 /** Options of {@link NatsBackplane}. */
 export interface NatsBackplaneOptions extends BackplaneOptions {
@@ -10,10 +11,23 @@ export interface NatsBackplaneOptions extends BackplaneOptions {
   readonly nats?: NodeConnectionOptions;
   /** The first subject token of every change, so that several clusters can share one server. @default 'herald' */
   readonly prefix?: string;
+  /**
+   * The server's monitoring endpoint (`nats-server -m 8222` serves it at
+   * `http://host:8222`): `engineSubscriptions()` then asks the server itself
+   * what this node has subscribed. Without it, the client's own table answers.
+   */
+  readonly monitorUrl?: string;
 }
 
 /** Keys whose subjects are remembered; past it the memory starts again. */
 const SUBJECT_CACHE = 10_000;
+
+/**
+ * The longest subject herald sends: the server drops a connection whose
+ * protocol line passes `max_control_line` (4 096 bytes by default), and a
+ * PUB or SUB line adds its verb, a size or id and spaces to the subject.
+ */
+const MAX_SUBJECT_BYTES = 4000;
 
 /** The NATS server's default `max_payload`; the server's own figure replaces it once connected. */
 const NATS_DEFAULT_MAX_PAYLOAD = 1024 * 1024;
@@ -42,6 +56,7 @@ export class NatsBackplane extends Backplane {
   readonly #servers: string | string[];
   readonly #natsOptions: NodeConnectionOptions;
   readonly #prefix: string;
+  readonly #monitorUrl: string | undefined;
   #connection: NatsConnection | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #attempt = 0;
@@ -63,9 +78,24 @@ export class NatsBackplane extends Backplane {
     if (typeof prefix !== 'string' || !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(prefix)) {
       throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.prefix', 'subject tokens of letters, digits, _ and -, separated by dots', prefix);
     }
+    const monitorUrl = options.monitorUrl;
+    if (monitorUrl !== undefined && (typeof monitorUrl !== 'string' || !/^https?:\/\//.test(monitorUrl))) {
+      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.monitorUrl', 'an http:// or https:// URL', monitorUrl);
+    }
+    this.#monitorUrl = monitorUrl;
     this.#servers = typeof servers === 'string' ? servers : [...servers];
     this.#natsOptions = options.nats ?? {};
     this.#prefix = prefix;
+  }
+
+  /** A subject past the server's protocol line limit would end the connection, for every observer of this node. */
+  protected override keyProblem(name: string, pattern: boolean): string | undefined {
+    if (!pattern && this.#subjects.has(name)) return undefined;
+    const subject = pattern ? this.#patternSubject(name) : this.subjectOf(name);
+    const bytes = Buffer.byteLength(subject);
+    if (bytes > MAX_SUBJECT_BYTES) return `its NATS subject takes ${bytes} bytes, over the ${MAX_SUBJECT_BYTES} the server's protocol line allows`;
+    if (!pattern) this.#remember(name, subject);
+    return undefined;
   }
 
   /** The subject a key's changes travel on. */
@@ -132,47 +162,60 @@ export class NatsBackplane extends Backplane {
     }
   }
 
-  protected async subscribe(name: string, pattern: boolean): Promise<void> {
-    const subject = pattern ? this.#patternSubject(name) : this.subjectOf(name);
-    const subscription = this.#connection!.subscribe(subject, {
-      callback: (error, message) => {
-        if (error !== null) this.reportError(error);
-        else this.receive(message.data);
-      },
-    });
-    this.#subscriptions.set((pattern ? 'p:' : 'k:') + name, subscription);
-    // A round trip: once the server answers, it has the subscription, and changes published after it arrive.
+  /** The client sends its subscriptions again by itself after a reconnection: they are held, wanted or not. */
+  protected override heldAfterConnect(): Iterable<string> {
+    return this.#subscriptions.keys();
+  }
+
+  protected async subscribeTopics(topics: readonly Topic[]): Promise<void> {
+    const connection = this.#connection!;
+    for (const topic of topics) {
+      if (this.#subscriptions.has(topic.id)) continue;
+      const subject = topic.pattern ? this.#patternSubject(topic.name) : this.subjectOf(topic.name);
+      this.#subscriptions.set(topic.id, connection.subscribe(subject, {
+        callback: (error, message) => {
+          if (error !== null) this.reportError(error);
+          else this.receive(message.data);
+        },
+      }));
+    }
+    // One round trip for them all: once the server answers, it has every subscription, and changes published after it arrive.
+    await connection.flush();
+  }
+
+  protected async unsubscribeTopics(topics: readonly Topic[]): Promise<void> {
+    for (const topic of topics) {
+      this.#subscriptions.get(topic.id)?.unsubscribe();
+      this.#subscriptions.delete(topic.id);
+    }
     await this.#connection!.flush();
   }
 
-  protected unsubscribe(name: string, pattern: boolean): void {
-    const topic = (pattern ? 'p:' : 'k:') + name;
-    this.#subscriptions.get(topic)?.unsubscribe();
-    this.#subscriptions.delete(topic);
-  }
-
-  protected hasSubscription(name: string, pattern: boolean): boolean {
-    return this.#subscriptions.has((pattern ? 'p:' : 'k:') + name);
-  }
-
-  protected subscriptionCount(): number {
-    return this.#subscriptions.size;
-  }
-
-  engineSubscriptions(): Promise<number> {
-    // The client's table of what it has subscribed on the server; core NATS answers no such question itself.
-    const protocol = (this.#connection as unknown as { protocol?: { subscriptions?: { size(): number } } } | undefined)?.protocol;
-    return Promise.resolve(protocol?.subscriptions?.size() ?? 0);
+  async engineSubscriptions(): Promise<number> {
+    const connection = this.#connection;
+    if (connection === undefined || connection.isClosed()) return 0;
+    if (this.#monitorUrl === undefined) {
+      // The client's table of what it has subscribed on the server.
+      const protocol = (connection as unknown as { protocol?: { subscriptions?: { size(): number } } }).protocol;
+      return protocol?.subscriptions?.size() ?? 0;
+    }
+    // The server's own view: this connection, found by its id, with its subscriptions.
+    const cid = connection.info?.client_id;
+    const response = await fetch(`${this.#monitorUrl.replace(/\/$/, '')}/connz?cid=${cid}&subs=1`);
+    if (!response.ok) throw new Error(`the NATS monitoring endpoint answered ${response.status}`);
+    const body = (await response.json()) as { connections?: { subscriptions_list?: string[] }[] };
+    return body.connections?.[0]?.subscriptions_list?.length ?? 0;
   }
 
   protected send(key: string, data: Uint8Array | string): void {
     let subject = this.#subjects.get(key);
-    if (subject === undefined) {
-      if (this.#subjects.size >= SUBJECT_CACHE) this.#subjects.clear();
-      subject = this.subjectOf(key);
-      this.#subjects.set(key, subject);
-    }
+    if (subject === undefined) this.#remember(key, (subject = this.subjectOf(key)));
     this.#connection!.publish(subject, data);
+  }
+
+  #remember(key: string, subject: string): void {
+    if (this.#subjects.size >= SUBJECT_CACHE) this.#subjects.clear();
+    this.#subjects.set(key, subject);
   }
 
   protected async shutdown(): Promise<void> {

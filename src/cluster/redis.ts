@@ -1,6 +1,7 @@
 import { Redis, ReplyError, type RedisOptions } from 'ioredis';
 import { InvalidArgumentError } from '../core/errors.js';
 import { Backplane, type BackplaneOptions } from './backplane.js';
+import type { Topic } from './interest.js';
 
 /** Options of {@link RedisBackplane}. */
 export interface RedisBackplaneOptions extends BackplaneOptions {
@@ -14,6 +15,9 @@ export interface RedisBackplaneOptions extends BackplaneOptions {
 
 /** Redis's own limit on a bulk string (`proto-max-bulk-len`'s default). */
 const REDIS_MAX_BULK = 512 * 1024 * 1024;
+
+/** Channels per SUBSCRIBE command: 10 000 keys take ten commands, pipelined. */
+const CHANNELS_PER_COMMAND = 1000;
 
 /**
  * A backplane on Redis pub/sub (through ioredis): a connection of its own
@@ -35,7 +39,7 @@ export class RedisBackplane extends Backplane {
   readonly #prefix: string;
   #subscriber: Redis | undefined;
   #publisher: Redis | undefined;
-  /** Topics ('k:' or 'p:' + name) the subscriber connection holds now. */
+  /** Topic ids the subscriber connection holds now: they end with it, and outlive a reconnection of the publisher only. */
   readonly #subscribed = new Set<string>();
   #subscriberReady = false;
   #publisherReady = false;
@@ -90,7 +94,7 @@ export class RedisBackplane extends Backplane {
     subscriber.on('close', () => {
       this.#subscriberReady = false;
       this.#subscribed.clear(); // the server forgets a connection's subscriptions with it
-      this.#update();
+      this.disconnected(undefined, true);
     });
     publisher.on('ready', () => {
       this.#publisherReady = true;
@@ -98,7 +102,8 @@ export class RedisBackplane extends Backplane {
     });
     publisher.on('close', () => {
       this.#publisherReady = false;
-      this.#update();
+      // Only the sending side went: nothing sent to this node was missed.
+      this.disconnected(undefined, false);
     });
     subscriber.on('error', (error: unknown) => this.reportError(error));
     publisher.on('error', (error: unknown) => this.reportError(error));
@@ -106,29 +111,31 @@ export class RedisBackplane extends Backplane {
 
   #update(): void {
     if (this.#subscriberReady && this.#publisherReady) this.connected();
-    else this.disconnected();
   }
 
-  protected async subscribe(name: string, pattern: boolean): Promise<void> {
+  protected override heldAfterConnect(): Iterable<string> {
+    return this.#subscribed;
+  }
+
+  protected async subscribeTopics(topics: readonly Topic[]): Promise<void> {
+    await this.#command(topics, (subscriber, channels) => subscriber.subscribe(...channels), (subscriber, globs) => subscriber.psubscribe(...globs));
+    for (const topic of topics) this.#subscribed.add(topic.id);
+  }
+
+  protected async unsubscribeTopics(topics: readonly Topic[]): Promise<void> {
+    for (const topic of topics) this.#subscribed.delete(topic.id);
+    await this.#command(topics, (subscriber, channels) => subscriber.unsubscribe(...channels), (subscriber, globs) => subscriber.punsubscribe(...globs));
+  }
+
+  /** One command per 1 000 channels (and per 1 000 patterns), all sent at once. */
+  async #command(topics: readonly Topic[], keys: (subscriber: Redis, channels: string[]) => Promise<unknown>, patterns: (subscriber: Redis, globs: string[]) => Promise<unknown>): Promise<void> {
     const subscriber = this.#subscriber!;
-    if (pattern) await subscriber.psubscribe(this.#globOf(name));
-    else await subscriber.subscribe(this.#prefix + name);
-    this.#subscribed.add((pattern ? 'p:' : 'k:') + name);
-  }
-
-  protected async unsubscribe(name: string, pattern: boolean): Promise<void> {
-    const subscriber = this.#subscriber!;
-    this.#subscribed.delete((pattern ? 'p:' : 'k:') + name);
-    if (pattern) await subscriber.punsubscribe(this.#globOf(name));
-    else await subscriber.unsubscribe(this.#prefix + name);
-  }
-
-  protected hasSubscription(name: string, pattern: boolean): boolean {
-    return this.#subscribed.has((pattern ? 'p:' : 'k:') + name);
-  }
-
-  protected subscriptionCount(): number {
-    return this.#subscribed.size;
+    const channels = topics.filter((t) => !t.pattern).map((t) => this.#prefix + t.name);
+    const globs = topics.filter((t) => t.pattern).map((t) => this.#globOf(t.name));
+    const commands: Promise<unknown>[] = [];
+    for (let i = 0; i < channels.length; i += CHANNELS_PER_COMMAND) commands.push(keys(subscriber, channels.slice(i, i + CHANNELS_PER_COMMAND)));
+    for (let i = 0; i < globs.length; i += CHANNELS_PER_COMMAND) commands.push(patterns(subscriber, globs.slice(i, i + CHANNELS_PER_COMMAND)));
+    await Promise.all(commands);
   }
 
   async engineSubscriptions(): Promise<number> {

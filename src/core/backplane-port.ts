@@ -61,6 +61,13 @@ export interface BackplaneStats {
   readonly lastError: string | undefined;
 }
 
+/** Options of {@link BackplanePort.ready}. */
+export interface ReadyOptions {
+  /** @default 30000; Infinity waits for ever */
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal;
+}
+
 /** What a hub hands its backplane when it attaches it: the way back in for remote changes and gap signals. */
 export interface BackplaneSink {
   /** A change of another node, decoded: the hub delivers it to its local observers. */
@@ -82,6 +89,12 @@ export interface BackplaneLink {
   assertEncodable(key: string, oldValue: unknown, newValue: unknown, meta: Meta): void;
   /** The hub's local interest in a key (or a pattern) began (`wanted`) or ended. */
   interest(name: string, pattern: boolean, wanted: boolean): void;
+  /**
+   * Throws `HERALD_INVALID_KEY` (`HERALD_INVALID_PATTERN`) for a key (pattern)
+   * the engine could not carry, such as a NATS subject past the server's
+   * limit: the hub asks before it registers an observer.
+   */
+  assertKey?(name: string, pattern: boolean): void;
   /** Whether the engine holds a subscription for this key (or pattern) now. */
   isSubscribed(name: string, pattern?: boolean): boolean;
 }
@@ -100,9 +113,11 @@ export interface BackplanePort {
   /**
    * Resolves once the engine is connected and has confirmed every
    * subscription change asked for so far, and every change published so far
-   * has been handed over.
+   * has been handed over. Rejects with `HERALD_TIMEOUT` after
+   * `options.timeoutMs`, with `HERALD_CLOSED` once the backplane is closed,
+   * and with the reason of `options.signal` when it aborts.
    */
-  ready(): Promise<void>;
+  ready(options?: ReadyOptions): Promise<void>;
   /** Resolves once the connection is closed; never rejects. */
   close(): Promise<void>;
   /** Binds the backplane to one hub and starts it. Throws `HERALD_INVALID_OPTION` if it serves a hub already. */

@@ -43,6 +43,11 @@ export class ClusterLink {
     this.#link.interest(name, isPattern, wanted);
   };
 
+  /** Throws for a key or pattern the engine could not carry. */
+  assertKey(name: string, pattern: boolean): void {
+    this.#link.assertKey?.(name, pattern);
+  }
+
   inspect(key: string): { readonly state: BackplaneState; readonly subscribed: boolean } {
     return { state: this.port.state, subscribed: this.#link.isSubscribed(key) };
   }

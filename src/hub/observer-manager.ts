@@ -131,6 +131,7 @@ export class ObserverManager {
   observe<T = unknown>(key: string, callback: ObserverCallback<T>, options?: ObserveOptions): Subscription {
     this.#assertOpen('observe');
     assertKey(key);
+    this.#cluster?.assertKey(key, false);
     assertCallback(callback);
     assertObserveOptions(options);
     return this.#register(this.#registry.listFor(key), callback as ObserverCallback, options, false);
@@ -145,6 +146,7 @@ export class ObserverManager {
   observePattern<T = unknown>(pattern: string, callback: ObserverCallback<T>, options?: ObserveOptions): Subscription {
     this.#assertOpen('observePattern');
     const segments = parsePattern(pattern);
+    this.#cluster?.assertKey(pattern, true);
     assertCallback(callback);
     assertObserveOptions(options);
     const list = this.#registry.listFor(pattern, segments);
@@ -295,6 +297,7 @@ export class ObserverManager {
   watch<T = unknown>(key: string, options?: WatchOptions): AsyncIterableIterator<Change<T> | Gap> {
     this.#assertOpen('watch');
     assertKey(key);
+    this.#cluster?.assertKey(key, false);
     assertWatchOptions(options);
     return createWatch<T>((callback, observeOptions) => this.#register(this.#registry.listFor(key), callback, observeOptions, true), options);
   }

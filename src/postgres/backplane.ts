@@ -1,11 +1,12 @@
 import pg from 'pg';
 import { Backplane, type BackplaneOptions } from '../cluster/backplane.js';
+import type { Topic } from '../cluster/interest.js';
 import type { WireChange } from '../cluster/codec.js';
 import { assertOptions, integerOption, MAX_TIMER_MS } from '../core/assert.js';
 import { Deque } from '../core/deque.js';
 import type { BatchedChange, PendingNotifications } from '../delivery/pending.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
-import { Outbox, type OutboxRow, type StoredOutboxRow } from './outbox.js';
+import { Outbox, type OutboxRow } from './outbox.js';
 import { clientBeside, resolvePool, type PoolSource } from './pool.js';
 import { PostgresSchema } from './schema.js';
 
@@ -19,24 +20,45 @@ export type PostgresBackplaneOptions = BackplaneOptions & {
   readonly outboxMaxRows?: number;
   /** How often this node prunes the outbox; 0 turns it off. The timer is unref'd. @default 60000 */
   readonly pruneIntervalMs?: number;
-  /** Rows replayed at most after one reconnection; past it the rest is signalled as a gap. @default 100000 */
+  /** Rows replayed at most after one reconnection; past it the rest is skipped and signalled as a gap. @default 100000 */
   readonly maxReplayRows?: number;
+  /**
+   * How long an outbox id that was skipped (its transaction had not
+   * committed when later ids were read) is looked for again: a transaction
+   * that commits later than this after a later one is not delivered here. @default 60000
+   */
+  readonly lateCommitMs?: number;
 } & PoolSource;
-
 
 /** A bytea column takes up to 1 GB; the outbox row is what carries the change, NOTIFY only its id. */
 const BYTEA_MAX = 1024 * 1024 * 1024 - 1;
-/** Changes remembered as delivered, for skipping them in a replay or when sent twice. */
+/** Changes remembered as delivered, for skipping one that is sent twice (after a lost reply). */
 const SEEN_CHANGES = 100_000;
+/** Rows read per query. */
+const PAGE = 1000;
+/** Skipped ids looked for at most; past it the oldest are given up. */
+const MAX_HOLES = 10_000;
+/** LISTEN statements per query. */
+const LISTENS_PER_QUERY = 1000;
+
+/** One batch of outbox rows, sent in one INSERT, settled together. */
+interface SendBatch {
+  readonly rows: OutboxRow[];
+  readonly done: Promise<void>;
+  settle(error?: Error): void;
+}
 
 /**
  * A backplane on PostgreSQL LISTEN/NOTIFY with an outbox table. Each change
- * is a row of `<schema>.outbox`, and NOTIFY carries only its id, so values
- * far past NOTIFY's 8000 bytes travel. A key listens on a channel of its own
- * (a hash of the key) and a pattern on the channel of its literal prefix, so
- * `pg_listening_channels()` shows just what this node observes. After a lost
- * listener connection, the node replays from the outbox what it missed: no
- * change is lost or delivered twice unless the outbox was pruned past it.
+ * is a row of `<schema>.outbox`; NOTIFY only wakes the nodes that listen on
+ * its key's channel (a key on a channel of its own, a pattern on the channel
+ * of its literal prefix), so `pg_listening_channels()` shows just what a
+ * node observes. Each node reads the outbox through one ordered path: a
+ * cursor, the last id it has read, and rows fetched after it in id order.
+ * An id skipped because its transaction had not committed yet (commit order
+ * is not id order) is looked for again until it appears or `lateCommitMs`
+ * passes. A reconnection reads on from the cursor: nothing is lost or
+ * delivered twice unless the outbox was pruned past it.
  *
  * Changes of a {@link PostgresSessionStore} or of `withTransaction` on a hub
  * with this backplane are written to the outbox inside their own
@@ -59,27 +81,28 @@ export class PostgresBackplane extends Backplane {
   readonly #maxRows: number;
   readonly #pruneIntervalMs: number;
   readonly #maxReplayRows: number;
+  readonly #lateCommitMs: number;
   #listener: pg.Client | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #pruneTimer: NodeJS.Timeout | undefined;
+  #readTimer: NodeJS.Timeout | undefined;
   #attempt = 0;
-  /** Topic ('k:' or 'p:' + name) → the channel it listens on now; patterns with one literal prefix share a channel. */
-  readonly #listening = new Map<string, string>();
-  /** Ids announced by NOTIFY and not fetched yet. */
-  #pendingIds: string[] = [];
-  #fetching = false;
-  /**
-   * Changes delivered lately, as origin and message number: a replay skips
-   * them, and so does a change sent again after its connection was lost
-   * (a second row with the same change). With their outbox ids, oldest first.
-   */
+  #readAttempt = 0;
+  /** Channel → the topics listening on it now; patterns with one literal prefix share a channel. */
+  readonly #channels = new Map<string, Set<string>>();
+  /** The last outbox id read: everything up to it was delivered, skipped as a hole, or was before this node began. */
+  #cursor: bigint | undefined;
+  /** Ids below the cursor not seen yet (their transaction may still commit), with when to give up on them. */
+  readonly #holes = new Map<bigint, number>();
+  /** A read is running; `#readAgain` asks for one more after it. */
+  #reading: Promise<void> | undefined;
+  #readAgain = false;
+  /** Changes delivered lately, as origin and message number: one sent twice (after a lost reply) is skipped. */
   readonly #seen = new Set<string>();
-  readonly #seenOrder = new Deque<readonly [id: string, change: string]>();
-  /** Replays start after this id: everything up to it was delivered, or was before this node began. */
-  #floor: string | undefined;
-  /** Sends go one batch at a time, so one node's changes commit in the order they were notified. */
-  #batch: OutboxRow[] = [];
-  #sending: Promise<void> | undefined;
+  readonly #seenOrder = new Deque<string>();
+  /** The batch being filled while the one before is sent: one node's changes commit in the order they were notified. */
+  #next: SendBatch | undefined;
+  #sending = false;
 
   constructor(options: PostgresBackplaneOptions) {
     super(options, BYTEA_MAX);
@@ -93,6 +116,7 @@ export class PostgresBackplane extends Backplane {
     this.#maxRows = integerOption(options.outboxMaxRows, 'options.outboxMaxRows', 100_000, 1);
     this.#pruneIntervalMs = integerOption(options.pruneIntervalMs, 'options.pruneIntervalMs', 60_000, 0, MAX_TIMER_MS);
     this.#maxReplayRows = integerOption(options.maxReplayRows, 'options.maxReplayRows', 100_000, 1);
+    this.#lateCommitMs = integerOption(options.lateCommitMs, 'options.lateCommitMs', 60_000, 0, MAX_TIMER_MS);
   }
 
   /** The `application_name` of the listener connection (`pg_stat_activity` shows it). */
@@ -113,9 +137,14 @@ export class PostgresBackplane extends Backplane {
    */
   async stage(client: pg.ClientBase, changes: readonly BatchedChange[]): Promise<void> {
     if (changes.length === 0) return;
-    await this.#ensureTable();
+    await this.#tables.ensureOutbox(this.#pool);
     const at = Date.now();
     await this.#outbox.insert(client, changes.map((c) => [c.key, this.encode(c.key, c.oldValue, c.newValue, c.meta, at)] as const));
+  }
+
+  /** PostgreSQL text cannot hold NUL: a key with one could never be written to the outbox. */
+  protected override keyProblem(name: string): string | undefined {
+    return name.includes('\0') ? 'PostgreSQL text cannot hold the NUL character' : undefined;
   }
 
   // ---- the engine ----
@@ -135,18 +164,20 @@ export class PostgresBackplane extends Backplane {
       if (lost) return;
       lost = true;
       if (this.#listener === client) this.#listener = undefined;
-      this.#listening.clear();
+      this.#channels.clear();
+      clearTimeout(this.#readTimer);
       this.disconnected(error);
       void client.end().catch(() => {});
       if (!this.isClosed) this.#retryTimer = setTimeout(() => void this.#connect(), this.backoff(this.#attempt++));
     };
     client.on('error', onLost);
     client.on('end', () => onLost());
-    client.on('notification', (message) => this.#notified(message.payload));
+    // NOTIFY only wakes the reader: what it carries is read from the outbox, in order.
+    client.on('notification', () => this.#wake());
     try {
-      await this.#ensureTable();
+      await this.#tables.ensureOutbox(this.#pool);
       await client.connect();
-      this.#floor ??= await this.#outbox.newest(client);
+      this.#cursor ??= BigInt(await this.#outbox.newest(client));
     } catch (error) {
       onLost(error);
       return;
@@ -161,27 +192,48 @@ export class PostgresBackplane extends Backplane {
     this.connected();
   }
 
-  protected async subscribe(name: string, pattern: boolean): Promise<void> {
+  protected async subscribeTopics(topics: readonly Topic[]): Promise<void> {
+    const client = this.#listener;
+    if (client === undefined) throw new Error('the listener connection is not up');
+    const fresh: string[] = [];
+    for (const topic of topics) {
+      const channel = this.#channelOf(topic);
+      const listening = this.#channels.get(channel);
+      if (listening === undefined) {
+        this.#channels.set(channel, new Set([topic.id]));
+        fresh.push(channel);
+      } else {
+        listening.add(topic.id);
+      }
+    }
+    try {
+      for (let i = 0; i < fresh.length; i += LISTENS_PER_QUERY) {
+        await client.query(fresh.slice(i, i + LISTENS_PER_QUERY).map((channel) => `LISTEN "${channel}"`).join(';'));
+      }
+    } catch (error) {
+      for (const topic of topics) this.#forget(topic);
+      throw error;
+    }
+    // Listening from here: rows committed before it are read by the cursor.
+    this.#wake();
+  }
+
+  protected async unsubscribeTopics(topics: readonly Topic[]): Promise<void> {
+    const ended = topics.map((topic) => this.#forget(topic)).filter((channel) => channel !== undefined);
     const client = this.#listener;
     if (client === undefined) return;
-    const channel = this.#channelOf(name, pattern);
-    if (![...this.#listening.values()].includes(channel)) await client.query(`LISTEN "${channel}"`);
-    this.#listening.set((pattern ? 'p:' : 'k:') + name, channel);
+    for (let i = 0; i < ended.length; i += LISTENS_PER_QUERY) {
+      await client.query(ended.slice(i, i + LISTENS_PER_QUERY).map((channel) => `UNLISTEN "${channel}"`).join(';'));
+    }
   }
 
-  protected async unsubscribe(name: string, pattern: boolean): Promise<void> {
-    const channel = this.#channelOf(name, pattern);
-    this.#listening.delete((pattern ? 'p:' : 'k:') + name);
-    const client = this.#listener;
-    if (client !== undefined && ![...this.#listening.values()].includes(channel)) await client.query(`UNLISTEN "${channel}"`);
-  }
-
-  protected hasSubscription(name: string, pattern: boolean): boolean {
-    return this.#listening.has((pattern ? 'p:' : 'k:') + name);
-  }
-
-  protected subscriptionCount(): number {
-    return this.#listening.size;
+  /** Takes `topic` off its channel; returns the channel if nothing listens on it any more. */
+  #forget(topic: Topic): string | undefined {
+    const channel = this.#channelOf(topic);
+    const listening = this.#channels.get(channel);
+    if (listening === undefined || !listening.delete(topic.id) || listening.size > 0) return undefined;
+    this.#channels.delete(channel);
+    return channel;
   }
 
   async engineSubscriptions(): Promise<number> {
@@ -191,47 +243,76 @@ export class PostgresBackplane extends Backplane {
     return rows[0]!.count;
   }
 
+  /** Changes go out in batches, one INSERT at a time: what is notified while one is sent fills the next. */
   protected send(key: string, data: Uint8Array | string): Promise<void> {
-    this.#batch.push([key, data]);
-    this.#sending ??= this.#sendBatches();
-    return this.#sending;
+    let batch = this.#next;
+    if (batch === undefined) {
+      let settle!: (error?: Error) => void;
+      const done = new Promise<void>((resolve, reject) => (settle = (error) => (error === undefined ? resolve() : reject(error))));
+      batch = this.#next = { rows: [], done, settle };
+      if (!this.#sending) void this.#sendBatches();
+    }
+    batch.rows.push([key, data]);
+    return batch.done;
   }
 
   async #sendBatches(): Promise<void> {
+    this.#sending = true;
     try {
-      await this.#ensureTable();
-      while (this.#batch.length > 0) {
-        const rows = this.#batch;
-        this.#batch = [];
-        await this.#outbox.insert(this.#pool, rows);
+      // One turn of the event loop lets a burst fill the batch.
+      await new Promise((resolve) => setImmediate(resolve));
+      for (let batch = this.#next; batch !== undefined; batch = this.#next) {
+        this.#next = undefined;
+        try {
+          await this.#tables.ensureOutbox(this.#pool);
+          await this.#outbox.insert(this.#pool, batch.rows);
+          batch.settle();
+        } catch (error) {
+          batch.settle(error instanceof Error ? error : new Error(`the outbox insert failed: ${String(error)}`));
+        }
       }
     } finally {
-      this.#sending = undefined;
-      this.#batch = [];
+      this.#sending = false;
     }
   }
 
-  /** Replays what the listener missed while it was away: rows past the floor, of keys this node observes, not seen yet. */
+  /**
+   * A database error refused the batch: counted as failed. Anything else
+   * (the connection died, perhaps after the INSERT committed) may have lost
+   * it in transit: sent again, and receivers skip it if it had been written.
+   */
+  protected override lostInTransit(error: unknown): boolean {
+    return !(error instanceof pg.DatabaseError);
+  }
+
+  /** After a reconnection: reads on from the cursor, unless the outbox was pruned past it or too much was missed. */
   protected override async recover(): Promise<boolean> {
     const client = this.#listener;
-    const floor = this.#floor;
-    if (client === undefined || floor === undefined) return false;
-    const keys: string[] = [];
-    const patterns: string[] = [];
-    for (const [name, pattern] of this.wantedTopics()) (pattern ? patterns : keys).push(name);
-    if (keys.length === 0 && patterns.length === 0) return true;
-    const rows = await this.#outbox.after(client, floor, keys, patterns, this.#maxReplayRows + 1);
+    const cursor = this.#cursor;
+    if (client === undefined || cursor === undefined) return false;
+    const newest = BigInt(await this.#outbox.newest(client));
     const oldest = await this.#outbox.oldest(client);
-    const pruned = oldest !== undefined && BigInt(oldest) > BigInt(floor) + 1n;
-    for (const row of rows.slice(0, this.#maxReplayRows)) this.#deliver(row);
-    if (pruned || rows.length > this.#maxReplayRows) this.signalGap('replay-incomplete');
+    let complete = true;
+    if (newest - cursor > BigInt(this.#maxReplayRows)) {
+      // Too much to replay: skipped, and signalled.
+      this.#cursor = newest;
+      this.#holes.clear();
+      complete = false;
+    } else if (oldest !== undefined && BigInt(oldest) > cursor + 1n && newest > cursor) {
+      // Rows after the cursor were pruned: what is left is still read, and the pruned ids are no holes.
+      this.#cursor = BigInt(oldest) - 1n;
+      this.#holes.clear();
+      complete = false;
+    }
+    await this.#read();
+    if (!complete) this.signalGap('replay-incomplete');
     return true;
   }
 
   protected async shutdown(): Promise<void> {
     clearTimeout(this.#retryTimer);
+    clearTimeout(this.#readTimer);
     clearInterval(this.#pruneTimer);
-    await this.#sending?.catch(() => {});
     const listener = this.#listener;
     this.#listener = undefined;
     await listener?.end().catch(() => {});
@@ -240,80 +321,85 @@ export class PostgresBackplane extends Backplane {
 
   /** Deletes outbox rows past the age or count limit now; returns how many. */
   async prune(): Promise<number> {
-    await this.#ensureTable();
+    await this.#tables.ensureOutbox(this.#pool);
     return this.#outbox.prune(this.#pool, this.#maxAgeMs, this.#maxRows);
   }
 
-  // ---- receiving ----
+  // ---- receiving: one ordered path ----
 
-  #notified(payload: string | undefined): void {
-    if (payload === undefined || !/^[1-9][0-9]{0,18}$/.test(payload)) {
-      this.counters.malformed++;
+  /** Something may have been written: read (again, once the running read is done). */
+  #wake(): void {
+    if (this.#reading !== undefined) {
+      this.#readAgain = true;
       return;
     }
-    this.#pendingIds.push(payload);
-    if (!this.#fetching) {
-      this.#fetching = true;
-      setImmediate(() => void this.#fetch());
-    }
+    void this.#read().catch(() => {});
   }
 
-  /** Fetches the rows behind the ids that NOTIFY announced, in id order, as many per query as have arrived. */
-  async #fetch(): Promise<void> {
-    try {
-      while (this.#pendingIds.length > 0) {
-        const client = this.#listener;
-        if (client === undefined) break; // the replay after reconnecting covers them
-        const ids = this.#pendingIds;
-        this.#pendingIds = [];
-        const rows = await this.#outbox.fetch(client, ids);
-        this.counters.malformed += new Set(ids).size - rows.length;
-        for (const row of rows) this.#deliver(row);
+  /** Reads every row past the cursor, and the holes, in id order; on failure tries again later, the cursor where it was. */
+  #read(): Promise<void> {
+    this.#reading ??= (async () => {
+      try {
+        do {
+          this.#readAgain = false;
+          while (await this.#readPage());
+        } while (this.#readAgain);
+        this.#readAttempt = 0;
+      } catch (error) {
+        this.reportError(error);
+        if (this.#listener !== undefined && !this.isClosed) {
+          clearTimeout(this.#readTimer);
+          this.#readTimer = setTimeout(() => this.#wake(), this.backoff(this.#readAttempt++));
+        }
+        throw error;
+      } finally {
+        this.#reading = undefined;
       }
-    } catch (error) {
-      this.reportError(error);
-    } finally {
-      this.#pendingIds = [];
-      this.#fetching = false;
-    }
+    })();
+    return this.#reading;
   }
 
-  #deliver({ id, payload }: StoredOutboxRow): void {
+  /** Reads one page; true if there may be more. */
+  async #readPage(): Promise<boolean> {
+    const client = this.#listener;
+    const cursor = this.#cursor;
+    if (client === undefined || cursor === undefined) return false;
+    const now = Date.now();
+    for (const [id, until] of this.#holes) if (until <= now) this.#holes.delete(id);
+    const keys: string[] = [];
+    const patterns: string[] = [];
+    for (const topic of this.wantedTopics()) (topic.pattern ? patterns : keys).push(topic.name);
+    const rows = await this.#outbox.read(client, cursor.toString(), [...this.#holes.keys()].map(String), keys, patterns, PAGE);
+    let last = this.#cursor!;
+    for (const row of rows) {
+      const id = BigInt(row.id);
+      if (id <= last) {
+        this.#holes.delete(id); // a late commit, below the cursor: delivered now, in the order it became visible
+      } else {
+        // Ids between the cursor and this row have not committed (or never will): looked for again a while.
+        for (let hole = last + 1n; hole < id && this.#holes.size < MAX_HOLES; hole++) this.#holes.set(hole, now + this.#lateCommitMs);
+        last = id;
+      }
+      if (row.payload !== null) this.#deliver(row.payload);
+    }
+    this.#cursor = last;
+    return rows.length === PAGE;
+  }
+
+  #deliver(payload: Buffer): void {
     this.receive(payload, (change: WireChange) => {
       const seen = `${change.n}@${change.origin}`;
       if (this.#seen.has(seen)) return false;
-      this.#remember(id, seen);
+      this.#seen.add(seen);
+      this.#seenOrder.push(seen);
+      if (this.#seenOrder.length > SEEN_CHANGES) this.#seen.delete(this.#seenOrder.shift()!);
       return true;
     });
   }
 
-  #remember(id: string, seen: string): void {
-    this.#seen.add(seen);
-    this.#seenOrder.push([id, seen]);
-    if (this.#seenOrder.length > SEEN_CHANGES) {
-      const [oldestId, oldest] = this.#seenOrder.shift()!;
-      this.#seen.delete(oldest);
-      if (BigInt(oldestId) > BigInt(this.#floor ?? '0')) this.#floor = oldestId;
-    }
-  }
-
-  /**
-   * While the listener is away too, a connection error (not a database
-   * error) lost the change with the server: it is sent again after the
-   * reconnection, and receivers skip it if it had been written after all.
-   * With the listener up, one pooled connection failed: counted as failed.
-   */
-  protected override lostInTransit(error: unknown): boolean {
-    return this.#listener === undefined && !(error instanceof pg.DatabaseError);
-  }
-
-  /** A key listens on its own channel, a pattern on the channel of its literal prefix. */
-  #channelOf(name: string, pattern: boolean): string {
-    return pattern ? this.#outbox.patternChannel(name) : this.#outbox.keyChannel(name);
-  }
-
-  #ensureTable(): Promise<void> {
-    return this.#tables.ensureOutbox(this.#pool);
+  /** A key listens on its own channel; a pattern on the channel of its literal prefix (a pattern without wildcards, on its key's). */
+  #channelOf(topic: Topic): string {
+    return topic.pattern ? this.#outbox.patternChannel(topic.name) : this.#outbox.keyChannel(topic.name);
   }
 }
 

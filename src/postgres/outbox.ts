@@ -5,10 +5,10 @@ import type { PostgresSchema } from './schema.js';
 /** A change as the outbox holds it: its key and its encoded message. @internal */
 export type OutboxRow = readonly [key: string, data: Uint8Array | string];
 
-/** A row read back from the outbox. @internal */
-export interface StoredOutboxRow {
+/** A row read back from the outbox: its id, and its payload when its key is one the reader wants. @internal */
+export interface OutboxRead {
   readonly id: string;
-  readonly payload: Buffer;
+  readonly payload: Buffer | null;
 }
 
 /**
@@ -35,16 +35,14 @@ export class Outbox {
     );
   }
 
-  /** The rows of `ids` that exist, in id order. */
-  async fetch(client: pg.ClientBase, ids: readonly string[]): Promise<StoredOutboxRow[]> {
-    const { rows } = await client.query<StoredOutboxRow>(
-      `SELECT o.id::text AS id, o.payload FROM ${this.tables.outbox} o WHERE o.id = ANY($1::bigint[]) ORDER BY o.id`, [ids],
-    );
-    return rows;
-  }
-
-  /** Up to `limit` rows after id `after`, of `keys` or of keys under the literal prefixes of `patterns`, in id order. */
-  async after(client: pg.ClientBase, after: string, keys: readonly string[], patterns: readonly string[], limit: number): Promise<StoredOutboxRow[]> {
+  /**
+   * The rows after id `after` and those of the ids in `holes`, in id order,
+   * at most `limit`: every row's id, and the payload of those whose key is
+   * one of `keys` or matches one of `patterns` (null for the others).
+   */
+  async read(
+    client: pg.ClientBase, after: string, holes: readonly string[], keys: readonly string[], patterns: readonly string[], limit: number,
+  ): Promise<OutboxRead[]> {
     const exact = [...keys];
     const prefixes: string[] = [];
     for (const pattern of patterns) {
@@ -52,11 +50,12 @@ export class Outbox {
       if (prefix === pattern) exact.push(pattern);
       else prefixes.push(prefix === '' ? '%' : `${likeEscape(prefix)}/%`);
     }
-    const { rows } = await client.query<StoredOutboxRow>(
-      `SELECT o.id::text AS id, o.payload FROM ${this.tables.outbox} o
-        WHERE o.id > $1 AND (o.key = ANY($2::text[]) OR o.key LIKE ANY($3::text[]))
-        ORDER BY o.id LIMIT $4`,
-      [after, exact, prefixes, limit],
+    const { rows } = await client.query<OutboxRead>(
+      `SELECT o.id::text AS id, CASE WHEN o.key = ANY($3::text[]) OR o.key LIKE ANY($4::text[]) THEN o.payload END AS payload
+         FROM ${this.tables.outbox} o
+        WHERE o.id > $1::bigint OR o.id = ANY($2::bigint[])
+        ORDER BY o.id LIMIT $5`,
+      [after, holes, exact, prefixes, limit],
     );
     return rows;
   }

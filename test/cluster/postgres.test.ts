@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
+import { after, describe, test, type TestContext } from 'node:test';
 import pg from 'pg';
-import { PostgresBackplane } from '../../src/postgres.js';
+import { variableKey, type BackplaneOptions } from '../../src/index.js';
+import { PostgresBackplane, PostgresSessionStore } from '../../src/postgres.js';
 import { backplaneSuite } from '../../src/testing.js';
 import { engineGate, urls } from '../support/engines.js';
-import { clusteredHub, trapUnhandled, uniqueKey } from '../support/cluster.js';
+import { clusteredHub, trapUnhandled, uniqueKey, type ClusteredHub } from '../support/cluster.js';
 import { faultTests } from '../support/faults.js';
+import { clusterContract } from '../support/cluster-contract.js';
 import { within } from '../support/deadline.js';
 import { TcpProxy } from '../support/proxy.js';
 
@@ -51,6 +53,13 @@ faultTests({
   skip,
 });
 
+clusterContract({
+  engine: 'postgres',
+  url: urls.postgres,
+  backplane: (url, options) => new PostgresBackplane({ connectionString: url, schema: faultSchema, ...options }),
+  skip,
+});
+
 describe('postgres backplane: replay limits', { skip }, () => {
   test('a replay the outbox was pruned past ends in a "replay-incomplete" gap signal, and later changes flow', { timeout: 60_000 }, async (t) => {
     const trap = trapUnhandled();
@@ -84,5 +93,128 @@ describe('postgres backplane: replay limits', { skip }, () => {
     a.hub.notify(key, 10, 11);
     await b.until((n) => n.changes.length === 2);
     assert.deepEqual(trap.errors, []);
+  });
+});
+
+describe('postgres backplane: one ordered inbound path', { skip }, () => {
+  /** Two nodes on their own schema: `a` direct, `b` through a proxy, observing one key. */
+  function nodes(t: TestContext, name: string, proxy?: TcpProxy, bOptions: BackplaneOptions & { maxReplayRows?: number } = {}): { a: ClusteredHub; b: ClusteredHub; schema: string } {
+    const trap = trapUnhandled();
+    const schema = `herald_${name}_${process.pid}`;
+    schemas.add(schema);
+    const key = uniqueKey(name);
+    const a = clusteredHub(new PostgresBackplane({ connectionString: urls.postgres, schema, pruneIntervalMs: 0 }), key);
+    const b = clusteredHub(new PostgresBackplane({
+      connectionString: proxy?.url(urls.postgres) ?? urls.postgres, schema, pruneIntervalMs: 0, reconnect: { maxDelayMs: 200 }, onError: () => {}, ...bOptions,
+    }), key);
+    t.after(async () => {
+      await Promise.all([a.hub.close(), b.hub.close()]);
+      await proxy?.close();
+      trap.stop();
+      assert.deepEqual(trap.errors, [], 'no unhandled error or rejection');
+    });
+    return { a, b, schema };
+  }
+
+  test('a NOTIFY whose id no row can have (past bigint), amid real changes, costs nothing: every change arrives, in order', { timeout: 60_000 }, async (t) => {
+    const { a, b } = nodes(t, 'bogus');
+    await Promise.all([a.backplane.ready(), b.backplane.ready()]);
+    const channel = (b.backplane as PostgresBackplane).channelOf(b.key);
+    for (let i = 1; i <= 300; i++) {
+      a.hub.notify(a.key, i - 1, i);
+      if (i % 50 === 0) await admin!.query('SELECT pg_notify($1, $2)', [channel, '9999999999999999999']);
+    }
+    await a.backplane.ready();
+    await b.until((n) => n.changes.length === 300, 'all 300 changes');
+    assert.deepEqual(b.changes.map((c) => c.newValue), Array.from({ length: 300 }, (_, i) => i + 1));
+    assert.deepEqual(b.gaps, []);
+  });
+
+  test('a key PostgreSQL cannot store (a NUL in it) is refused by notify and observe with HERALD_INVALID_KEY, and the rest of the batch goes out', { timeout: 60_000 }, async (t) => {
+    const { a, b } = nodes(t, 'nul');
+    await Promise.all([a.backplane.ready(), b.backplane.ready()]);
+    assert.throws(() => a.hub.observe('bad\0key', () => {}), { code: 'HERALD_INVALID_KEY', message: /NUL/ });
+    a.hub.notify(a.key, 0, 1);
+    assert.throws(() => a.hub.notify('bad\0key', 0, 1), { code: 'HERALD_INVALID_KEY' });
+    a.hub.notify(a.key, 1, 2);
+    await a.backplane.ready();
+    await b.until((n) => n.changes.length === 2, 'the two good changes');
+    assert.equal(a.hub.getStats().backplane!.publishFailed, 0);
+  });
+
+  test('after a short outage a node reads on from where it was, not from its start: 10 missed changes replay within maxReplayRows 15, after 100 it had already', { timeout: 60_000 }, async (t) => {
+    const proxy = await TcpProxy.start(urls.postgres);
+    let lost!: () => void;
+    const cut = new Promise<void>((resolve) => (lost = resolve));
+    const { a, b } = nodes(t, 'short', proxy, { maxReplayRows: 15, onStateChange: (state) => state === 'reconnecting' && lost() });
+    await Promise.all([a.backplane.ready(), b.backplane.ready()]);
+    for (let i = 1; i <= 100; i++) a.hub.notify(a.key, i - 1, i);
+    await b.until((n) => n.changes.length === 100, 'the first 100 changes');
+    proxy.cut();
+    await within(cut, 15_000, 'the cut to be noticed');
+    for (let i = 101; i <= 110; i++) a.hub.notify(a.key, i - 1, i);
+    await a.backplane.ready();
+    proxy.restore();
+    await b.until((n) => n.changes.length === 110, 'the 10 missed changes');
+    await b.backplane.ready();
+    assert.deepEqual(b.changes.slice(100).map((c) => c.newValue), Array.from({ length: 10 }, (_, i) => 101 + i));
+    assert.deepEqual(b.gaps, [], 'a complete replay is no gap');
+  });
+
+  test('a transaction that commits after a later one (its outbox id below the cursor) is still delivered, once, after it', { timeout: 60_000 }, async (t) => {
+    const { a, b } = nodes(t, 'late');
+    await Promise.all([a.backplane.ready(), b.backplane.ready()]);
+    const pool = new pg.Pool({ connectionString: urls.postgres, max: 2 });
+    t.after(() => pool.end());
+    // A long transaction writes its outbox row now (an id below what follows) and commits only later.
+    const client = await pool.connect();
+    await client.query('BEGIN');
+    await (a.backplane as PostgresBackplane).stage(client, [{ key: a.key, oldValue: 0, newValue: 'slow', meta: {} }]);
+    a.hub.notify(a.key, 0, 'fast');
+    await a.backplane.ready();
+    await b.until((n) => n.changes.length === 1, 'the fast change');
+    await client.query('COMMIT');
+    client.release();
+    await b.until((n) => n.changes.length >= 2, 'the late commit');
+    await b.backplane.ready();
+    await b.hub.drain();
+    assert.deepEqual(b.changes.map((c) => c.newValue), ['fast', 'slow'], 'in the order they committed, each once');
+  });
+
+  test('a store on a hub with this backplane: a commit reaches the other node, a rollback and a failed COMMIT reach no node', { timeout: 60_000 }, async (t) => {
+    const { a, b, schema } = nodes(t, 'outbox');
+    await Promise.all([a.backplane.ready(), b.backplane.ready()]);
+    const pool = new pg.Pool({ connectionString: urls.postgres, max: 4 });
+    t.after(() => pool.end());
+    const store = new PostgresSessionStore({ hub: a.hub, pool, schema, expiryCheckMs: 0 });
+    t.after(() => store.close());
+    const id = uniqueKey('outbox').replaceAll('/', '-');
+    await store.createSession(id);
+    const key = variableKey(id, 'v');
+    const onB: unknown[] = [];
+    b.hub.observe(key, (change) => void onB.push(change.newValue));
+    await b.backplane.ready();
+    await store.set(id, 'v', 1);
+    await within(new Promise<void>((resolve) => {
+      const check = setInterval(() => onB.length === 1 && (clearInterval(check), resolve()), 10);
+    }), 15_000, 'the committed set on the other node');
+    await assert.rejects(store.transaction(id, async (tx) => {
+      await tx.set('v', 'rolled back');
+      throw new Error('changed my mind');
+    }), /changed my mind/);
+    await admin!.query(`CREATE OR REPLACE FUNCTION "${schema}".reject_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.value = '"poison"'::jsonb THEN RAISE EXCEPTION 'poisoned value'; END IF; RETURN NEW; END $$`);
+    await admin!.query(`CREATE CONSTRAINT TRIGGER reject_poison AFTER INSERT OR UPDATE ON "${schema}".variables
+      DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "${schema}".reject_poison()`);
+    await assert.rejects(store.set(id, 'v', 'poison'), { code: 'HERALD_STORE', message: /poisoned value/ });
+    // A change after them: once it has arrived, anything before it would have too.
+    await store.set(id, 'v', 2);
+    await within(new Promise<void>((resolve) => {
+      const check = setInterval(() => onB.length >= 2 && (clearInterval(check), resolve()), 10);
+    }), 15_000, 'the later set on the other node');
+    await b.hub.drain();
+    assert.deepEqual(onB, [1, 2], 'neither the rolled-back write nor the failed COMMIT reached the other node');
+    const { rows } = await admin!.query<{ count: number }>(`SELECT count(*)::int AS count FROM "${schema}".outbox`);
+    assert.equal(rows[0]!.count, 2, 'the outbox holds only what committed');
   });
 });

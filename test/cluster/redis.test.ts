@@ -8,6 +8,7 @@ import { engineGate, urls } from '../support/engines.js';
 import { clusteredHub, trapUnhandled, uniqueKey } from '../support/cluster.js';
 import { within } from '../support/deadline.js';
 import { faultTests } from '../support/faults.js';
+import { clusterContract } from '../support/cluster-contract.js';
 
 const skip = await engineGate('redis');
 const raw = skip === false ? new Redis(urls.redis) : undefined;
@@ -37,6 +38,52 @@ faultTests({
   kill: { name: 'CLIENT KILL', run: killSubscriber },
   replays: false,
   skip,
+});
+
+clusterContract({
+  engine: 'redis',
+  url: urls.redis,
+  backplane: (url, options) => new RedisBackplane({ url, prefix, ...options }),
+  skip,
+});
+
+describe('redis backplane: the publisher connection', { skip }, () => {
+  test('an observer removed while only the publisher connection is down leaves no engine subscription, and no gap is signalled', { timeout: 60_000 }, async (t) => {
+    const trap = trapUnhandled();
+    let down!: () => void;
+    let up: (() => void) | undefined;
+    const lost = new Promise<void>((resolve) => (down = resolve));
+    const backplane = new RedisBackplane({
+      prefix, onError: () => {}, reconnect: { maxDelayMs: 200 },
+      onStateChange: (state) => {
+        if (state === 'reconnecting') down();
+        if (state === 'connected') up?.();
+      },
+    });
+    const node = clusteredHub(backplane, uniqueKey('publisher'));
+    const extra = node.hub.observe(uniqueKey('publisher-extra'), () => {});
+    t.after(async () => {
+      await node.hub.close();
+      trap.stop();
+    });
+    await backplane.ready();
+    assert.equal(await backplane.engineSubscriptions(), 2);
+    const back = new Promise<void>((resolve) => (up = resolve));
+    const list = (await raw!.client('LIST')) as string;
+    const id = new RegExp(`id=(\\d+) [^\\n]* name=herald-pub-${backplane.nodeId} `).exec(list)?.[1];
+    assert.ok(id !== undefined, 'the publisher connection is listed by its name');
+    await raw!.client('KILL', 'ID', id);
+    await within(lost, 15_000, 'the backplane to notice');
+    extra.unsubscribe();
+    await within(back, 15_000, 'the publisher to reconnect');
+    await backplane.ready();
+    assert.equal(await backplane.engineSubscriptions(), 1, 'the subscriber connection, which stayed up, dropped the removed observer\'s channel');
+    node.hub.notify(node.key, 0, 1);
+    await node.hub.drain();
+    assert.deepEqual(node.gaps, [], 'nothing sent to this node was missed: no gap');
+    assert.equal(backplane.stats().reconnects, 1);
+    assert.deepEqual(trap.errors, []);
+  });
 });
 
 describe('redis backplane: gap markers and options', { skip }, () => {
