@@ -57,6 +57,11 @@ export abstract class Backplane implements BackplanePort {
   readonly nodeId: string = Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(12))).toString('base64url');
 
   readonly #codec: Codec;
+  /** Every message starts with its codec's name and a newline: a node of another codec is told apart, not taken for noise. */
+  readonly #header: string;
+  readonly #headerBytes: Buffer;
+  /** Codec names of other nodes already reported, so each is reported once. */
+  readonly #foreignCodecs = new Set<string>();
   readonly #initialDelayMs: number;
   readonly #maxDelayMs: number;
   readonly #onError: ((error: unknown) => void) | undefined;
@@ -90,7 +95,12 @@ export abstract class Backplane implements BackplanePort {
     if (typeof codec?.encode !== 'function' || typeof codec.decode !== 'function' || typeof codec.name !== 'string' || codec.name.length === 0) {
       throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.codec', 'a codec with a name, encode and decode', codec);
     }
+    if (!/^[\x21-\x7e]{1,32}$/.test(codec.name)) {
+      throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.codec.name', 'from 1 to 32 printable ASCII characters, no spaces', codec.name);
+    }
     this.#codec = codec;
+    this.#header = `${codec.name}\n`;
+    this.#headerBytes = Buffer.from(this.#header, 'latin1');
     this.maxMessageBytes = integerOption(options?.maxMessageBytes, 'options.maxMessageBytes', defaultMaxMessageBytes, 1);
     const maxBuffered = integerOption(options?.maxBuffered, 'options.maxBuffered', 10_000, 0);
     assertOptions(options?.reconnect, 'options.reconnect');
@@ -154,7 +164,8 @@ export abstract class Backplane implements BackplanePort {
 
   #encode(key: string, oldValue: unknown, newValue: unknown, meta: Meta, at: number): Uint8Array | string {
     this.#assertKey(key, false);
-    const data = this.#codec.encode({ origin: this.nodeId, n: this.#n + 1, key, oldValue, newValue, meta, at });
+    const encoded = this.#codec.encode({ origin: this.nodeId, n: this.#n + 1, key, oldValue, newValue, meta, at });
+    const data = typeof encoded === 'string' ? this.#header + encoded : Buffer.concat([this.#headerBytes, encoded]);
     // UTF-8 takes at most 3 bytes per UTF-16 unit: most strings need no count.
     const bytes = typeof data === 'string' ? (data.length * 3 <= this.maxMessageBytes ? 0 : Buffer.byteLength(data)) : data.byteLength;
     if (bytes > this.maxMessageBytes) {
@@ -420,9 +431,24 @@ export abstract class Backplane implements BackplanePort {
    */
   protected receive(data: Uint8Array | string, accept?: (change: WireChange) => boolean): void {
     if (this.#state === 'closed') return;
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+    const end = bytes.subarray(0, 34).indexOf(10);
+    if (end === -1) {
+      this.counters.malformed++;
+      return;
+    }
+    const codec = Buffer.from(bytes.buffer, bytes.byteOffset, end).toString('latin1');
+    if (codec !== this.#codec.name) {
+      this.counters.malformed++;
+      if (!this.#foreignCodecs.has(codec) && this.#foreignCodecs.size < 16) {
+        this.#foreignCodecs.add(codec);
+        this.reportError(new HeraldError('HERALD_BACKPLANE', `a change in codec ${JSON.stringify(codec)} arrived, and this node reads ${JSON.stringify(this.#codec.name)}: give every node the same codec (such changes are counted as malformed)`));
+      }
+      return;
+    }
     let change: WireChange;
     try {
-      change = this.#codec.decode(typeof data === 'string' ? Buffer.from(data) : data);
+      change = this.#codec.decode(bytes.subarray(end + 1));
     } catch {
       this.counters.malformed++;
       return;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
-import { ObserverManager, type Backplane, type BackplaneOptions, type BackplaneState, type Change } from '../../src/index.js';
+import { jsonCodec, ObserverManager, type Backplane, type BackplaneOptions, type BackplaneState, type Change } from '../../src/index.js';
 import { clusteredHub, trapUnhandled, uniqueKey, type ClusteredHub } from './cluster.js';
 import { within } from './deadline.js';
 import { TcpProxy } from './proxy.js';
@@ -166,6 +166,28 @@ export function clusterContract(options: ClusterContractOptions): void {
       await assert.rejects(within(pending, 5000, 'ready() to settle on close()'), { code: 'HERALD_CLOSED' });
       await assert.rejects(backplane.ready(), { code: 'HERALD_CLOSED' });
       assert.equal(states.at(-1), 'closed');
+    });
+
+    test('a node of another codec is told apart: its changes are counted as malformed and reported once, naming both codecs', { timeout: 60_000 }, async (t) => {
+      const proxy = await TcpProxy.start(url);
+      const errors: unknown[] = [];
+      const { a, b } = pair(t, 'codec', proxy, { onError: (error) => void errors.push(error) });
+      const other = clusteredHub(options.backplane(url, { codec: { ...jsonCodec, name: 'json-v2' } }), b.key);
+      t.after(() => other.hub.close());
+      await Promise.all([a.backplane.ready(), b.backplane.ready(), other.backplane.ready()]);
+      other.hub.notify(b.key, 0, 'foreign');
+      other.hub.notify(b.key, 0, 'foreign again');
+      a.hub.notify(a.key, 0, 'native');
+      await b.until((n) => n.changes.length === 1, 'the change of the node with the same codec');
+      // The other node's changes travel on their own: checked for until they have all arrived.
+      await within((async () => {
+        while (b.hub.getStats().backplane!.malformed < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+      })(), 15_000, 'both changes of the other codec');
+      assert.deepEqual(b.changes.map((c) => c.newValue), ['native']);
+      assert.equal(b.hub.getStats().backplane!.malformed, 2);
+      const reported = errors.filter((e) => (e as { code?: string }).code === 'HERALD_BACKPLANE');
+      assert.equal(reported.length, 1, 'reported once');
+      assert.match((reported[0] as Error).message, /"json-v2".*"json"/);
     });
 
     test('-0 is refused by the wire\'s JSON on a clustered hub, before anything is delivered anywhere', { timeout: 60_000 }, async (t) => {
