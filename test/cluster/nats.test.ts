@@ -7,6 +7,7 @@ import { backplaneSuite } from '../../src/testing.js';
 import { engineGate, urls } from '../support/engines.js';
 import { faultTests } from '../support/faults.js';
 import { clusterContract } from '../support/cluster-contract.js';
+import { clusterProperty } from '../support/cluster-property.js';
 import { OwnNatsServer } from '../support/nats-server.js';
 
 const skip = await engineGate('nats');
@@ -58,4 +59,12 @@ describe('nats backplane: limits', { skip }, () => {
     await (hub.backplane as NatsBackplane).ready();
     assert.equal(fine.active, true);
   });
+});
+
+clusterProperty({
+  engine: 'nats',
+  url: own?.url ?? urls.nats,
+  backplane: (url, options) => new NatsBackplane({ servers: url, prefix, ...(own === undefined ? {} : { monitorUrl: own.monitorUrl }), ...options }),
+  sendsSurviveCuts: false,
+  skip,
 });

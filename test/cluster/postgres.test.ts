@@ -8,6 +8,7 @@ import { engineGate, urls } from '../support/engines.js';
 import { clusteredHub, trapUnhandled, uniqueKey, type ClusteredHub } from '../support/cluster.js';
 import { faultTests } from '../support/faults.js';
 import { clusterContract } from '../support/cluster-contract.js';
+import { clusterProperty } from '../support/cluster-property.js';
 import { within } from '../support/deadline.js';
 import { TcpProxy } from '../support/proxy.js';
 
@@ -217,4 +218,12 @@ describe('postgres backplane: one ordered inbound path', { skip }, () => {
     const { rows } = await admin!.query<{ count: number }>(`SELECT count(*)::int AS count FROM "${schema}".outbox`);
     assert.equal(rows[0]!.count, 2, 'the outbox holds only what committed');
   });
+});
+
+clusterProperty({
+  engine: 'postgres',
+  url: urls.postgres,
+  backplane: (url, options) => new PostgresBackplane({ connectionString: url, schema: faultSchema, pruneIntervalMs: 0, ...options }),
+  sendsSurviveCuts: true,
+  skip,
 });

@@ -9,6 +9,7 @@ import { clusteredHub, trapUnhandled, uniqueKey } from '../support/cluster.js';
 import { within } from '../support/deadline.js';
 import { faultTests } from '../support/faults.js';
 import { clusterContract } from '../support/cluster-contract.js';
+import { clusterProperty } from '../support/cluster-property.js';
 
 const skip = await engineGate('redis');
 const raw = skip === false ? new Redis(urls.redis) : undefined;
@@ -124,4 +125,12 @@ describe('redis backplane: gap markers and options', { skip }, () => {
     assert.throws(() => new ObserverManager({ backplane: shared }), { code: 'HERALD_INVALID_OPTION' });
     await first.close();
   });
+});
+
+clusterProperty({
+  engine: 'redis',
+  url: urls.redis,
+  backplane: (url, options) => new RedisBackplane({ url, prefix, ...options }),
+  sendsSurviveCuts: true,
+  skip,
 });
