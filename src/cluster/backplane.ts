@@ -432,23 +432,14 @@ export abstract class Backplane implements BackplanePort {
   protected receive(data: Uint8Array | string, accept?: (change: WireChange) => boolean): void {
     if (this.#state === 'closed') return;
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-    const end = bytes.subarray(0, 34).indexOf(10);
-    if (end === -1) {
-      this.counters.malformed++;
-      return;
-    }
-    const codec = Buffer.from(bytes.buffer, bytes.byteOffset, end).toString('latin1');
-    if (codec !== this.#codec.name) {
-      this.counters.malformed++;
-      if (!this.#foreignCodecs.has(codec) && this.#foreignCodecs.size < 16) {
-        this.#foreignCodecs.add(codec);
-        this.reportError(new HeraldError('HERALD_BACKPLANE', `a change in codec ${JSON.stringify(codec)} arrived, and this node reads ${JSON.stringify(this.#codec.name)}: give every node the same codec (such changes are counted as malformed)`));
-      }
+    const header = this.#headerBytes;
+    if (!startsWith(bytes, header)) {
+      this.#foreign(bytes);
       return;
     }
     let change: WireChange;
     try {
-      change = this.#codec.decode(bytes.subarray(end + 1));
+      change = this.#codec.decode(bytes.subarray(header.length));
     } catch {
       this.counters.malformed++;
       return;
@@ -467,6 +458,17 @@ export abstract class Backplane implements BackplanePort {
     }
     this.counters.received++;
     this.#sink?.deliver(change.key, change.oldValue, change.newValue, change.meta, change.at);
+  }
+
+  /** A message without this node's codec header: another codec's (reported once per name) or noise; counted as malformed either way. */
+  #foreign(bytes: Uint8Array): void {
+    this.counters.malformed++;
+    const end = bytes.subarray(0, 34).indexOf(10);
+    if (end <= 0) return;
+    const codec = Buffer.from(bytes.buffer, bytes.byteOffset, end).toString('latin1');
+    if (this.#foreignCodecs.has(codec) || this.#foreignCodecs.size >= 16) return;
+    this.#foreignCodecs.add(codec);
+    this.reportError(new HeraldError('HERALD_BACKPLANE', `a change in codec ${JSON.stringify(codec)} arrived, and this node reads ${JSON.stringify(this.#codec.name)}: give every node the same codec (such changes are counted as malformed)`));
   }
 
   /** Counts an engine error, keeps its message, and hands it to `onError`. */
@@ -517,6 +519,13 @@ export abstract class Backplane implements BackplanePort {
     this.#idleWaiters = [];
     for (const wake of waiters) wake();
   }
+}
+
+/** Whether `bytes` begins with `prefix`, compared in place. */
+function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
+  if (bytes.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (bytes[i] !== prefix[i]) return false;
+  return true;
 }
 
 function isWireChange(value: unknown): value is WireChange {

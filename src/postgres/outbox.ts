@@ -50,13 +50,17 @@ export class Outbox {
       if (prefix === pattern) exact.push(pattern);
       else prefixes.push(prefix === '' ? '%' : `${likeEscape(prefix)}/%`);
     }
-    const { rows } = await client.query<OutboxRead>(
-      `SELECT o.id::text AS id, CASE WHEN o.key = ANY($3::text[]) OR o.key LIKE ANY($4::text[]) THEN o.payload END AS payload
-         FROM ${this.tables.outbox} o
-        WHERE o.id > $1::bigint OR o.id = ANY($2::bigint[])
-        ORDER BY o.id LIMIT $5`,
-      [after, holes, exact, prefixes, limit],
-    );
+    const columns = 'o.id, CASE WHEN o.key = ANY($2::text[]) OR o.key LIKE ANY($3::text[]) THEN o.payload END AS payload';
+    // Two range scans of the primary key, not one condition with OR (which would scan the whole table).
+    const next = `SELECT ${columns} FROM ${this.tables.outbox} o WHERE o.id > $1::bigint ORDER BY o.id LIMIT $4`;
+    const { rows } = holes.length === 0
+      ? await client.query<OutboxRead>(`SELECT id::text AS id, payload FROM (${next}) r`, [after, exact, prefixes, limit])
+      : await client.query<OutboxRead>(
+        `SELECT id::text AS id, payload FROM ((${next})
+           UNION ALL SELECT ${columns} FROM ${this.tables.outbox} o WHERE o.id = ANY($5::bigint[])) r
+          ORDER BY id`,
+        [after, exact, prefixes, limit, holes],
+      );
     return rows;
   }
 

@@ -1,6 +1,7 @@
 import { Backplane } from '../cluster/backplane.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
 import { SessionStore } from '../store/session-store.js';
+import type { SessionStoreBase } from '../store/store.js';
 import type { Subscription } from '../core/types.js';
 
 /** A request from the suite's parent process. @internal */
@@ -26,11 +27,18 @@ export interface NodeRequest {
  * serveClusterNode(() => new ObserverManager({ backplane: new RedisBackplane({ prefix: process.env.HERALD_TEST_PREFIX }) }));
  * ```
  */
-export function serveClusterNode(makeHub: () => ObserverManager | Promise<ObserverManager>): void {
+export function serveClusterNode(
+  makeHub: () => ObserverManager | Promise<ObserverManager>,
+  options: {
+    /** The store the suite's `set` requests write through, on the node's hub. @default an in-memory SessionStore */
+    readonly makeStore?: (hub: ObserverManager) => SessionStoreBase;
+  } = {},
+): void {
   if (typeof process.send !== 'function') throw new Error('serveClusterNode: run me as a child process with an IPC channel (child_process.fork)');
   const send = (message: unknown): void => void process.send!(message);
   const subs = new Map<string, Subscription>();
-  let store: SessionStore | undefined;
+  let store: SessionStoreBase | undefined;
+  const makeStore = options.makeStore ?? ((hub: ObserverManager) => new SessionStore({ hub, expiryCheckMs: 0 }));
   const hubReady = Promise.resolve().then(makeHub);
 
   const handle = async (hub: ObserverManager, request: NodeRequest): Promise<unknown> => {
@@ -58,7 +66,7 @@ export function serveClusterNode(makeHub: () => ObserverManager | Promise<Observ
         return result;
       }
       case 'set': {
-        store ??= new SessionStore({ hub, expiryCheckMs: 0 });
+        store ??= makeStore(hub);
         const session = request['session'] as string;
         if ((await store.getSession(session)) === undefined) await store.createSession(session);
         if (request['fail'] === true) {
