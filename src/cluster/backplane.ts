@@ -439,7 +439,7 @@ export abstract class Backplane implements BackplanePort {
     }
     let change: WireChange;
     try {
-      change = this.#codec.decode(bytes.subarray(header.length));
+      change = this.#codec.decodeFrom === undefined ? this.#codec.decode(bytes.subarray(header.length)) : this.#codec.decodeFrom(bytes, header.length);
     } catch {
       this.counters.malformed++;
       return;
