@@ -265,24 +265,27 @@ export abstract class Backplane implements BackplanePort {
   async #close(): Promise<void> {
     if (this.#state === 'closed') return;
     this.#interest.pause();
+    // One budget for the whole close: handing over what is in flight, then ending the connections.
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#closeTimeoutMs)));
     if (this.#state === 'connected' && this.#outgoing.sending) {
-      let timer: NodeJS.Timeout | undefined;
       const lost = new Promise<void>((resolve) => (this.#onLost = resolve));
-      const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#closeTimeoutMs)));
       await Promise.race([this.#outgoing.settled(), lost, timeout]);
-      clearTimeout(timer);
       this.#onLost = undefined;
     }
     this.#setState('closed');
     for (const wake of this.#subscribedWaiters.splice(0)) wake();
     // Changes still waiting for the engine will never reach it: counted, not lost silently.
     this.#outgoing.stop();
+    this.#wakeIdle();
+    // An engine that never answers does not hold close() for ever either.
     try {
-      await this.shutdown();
+      await Promise.race([this.shutdown(), timeout]);
     } catch (error) {
       this.reportError(error);
+    } finally {
+      clearTimeout(timer);
     }
-    this.#wakeIdle();
   }
 
   /** Ends close()'s wait for what is in flight when the connection is lost. */

@@ -40,6 +40,8 @@ export class Interest {
   /** Topics whose wanted and held may differ. */
   #marked = new Set<string>();
   #open = false;
+  /** Counts connections: a command sent on an earlier one decides nothing about what the engine holds now. */
+  #epoch = 0;
   #running = false;
   #retryTimer: NodeJS.Timeout | undefined;
   #attempt = 0;
@@ -78,8 +80,9 @@ export class Interest {
 
   /** The engine is reachable, holding `held` (topic ids): everything is reconciled. */
   open(held: Iterable<string>): void {
+    this.#epoch++;
     this.#held = new Set(held);
-    this.#marked = new Set([...this.#wanted.keys(), ...this.#held]);
+    this.#marked = new Set([...this.#marked, ...this.#wanted.keys(), ...this.#held]);
     this.#open = true;
     this.#attempt = 0;
     this.#run();
@@ -87,6 +90,7 @@ export class Interest {
 
   /** The engine is away: nothing is sent until {@link open}. */
   pause(): void {
+    this.#epoch++;
     this.#open = false;
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
@@ -111,6 +115,7 @@ export class Interest {
           if (topic !== undefined && !this.#held.has(id)) add.push(topic);
           else if (topic === undefined && this.#held.has(id)) drop.push({ id, name: id.slice(2), pattern: id.startsWith('p:') });
         }
+        const epoch = this.#epoch;
         try {
           if (drop.length > 0) {
             // Not held from the moment the command goes: a change arriving meanwhile is for nobody here anyway.
@@ -119,10 +124,15 @@ export class Interest {
           }
           if (add.length > 0) {
             await this.#engine.subscribe(add);
-            for (const topic of add) this.#held.add(topic.id);
+            if (epoch === this.#epoch) for (const topic of add) this.#held.add(topic.id);
           }
           this.#attempt = 0;
         } catch (error) {
+          if (epoch !== this.#epoch) {
+            // The connection went meanwhile: what the engine holds now was set by open(); the topics are looked at again.
+            for (const topic of [...drop, ...add]) this.#marked.add(topic.id);
+            continue;
+          }
           this.#engine.failed(error);
           // Tried again after a while: the topics are marked again, and held is what it was.
           for (const topic of drop) {
@@ -138,6 +148,8 @@ export class Interest {
           }
           return;
         }
+        // Confirmed on a connection that has gone since: looked at again against what the new one holds.
+        if (epoch !== this.#epoch) for (const topic of [...drop, ...add]) this.#marked.add(topic.id);
       }
     } finally {
       this.#running = false;

@@ -1,5 +1,6 @@
 import { connect, type NatsConnection, type NodeConnectionOptions, type Subscription } from '@nats-io/transport-node';
 import { InvalidArgumentError } from '../core/errors.js';
+import { isWellFormed } from '../core/json.js';
 import { Backplane, type BackplaneOptions } from './backplane.js';
 import type { Topic } from './interest.js';
 
@@ -65,6 +66,8 @@ export class NatsBackplane extends Backplane {
   #onDown: (() => void) | undefined;
   /** Subjects of keys sent to lately: escaping a key on every send would cost more than the send. */
   readonly #subjects = new Map<string, string>();
+  /** The round trip that confirms this turn's changes, until it is sent. */
+  #confirm: Promise<void> | undefined;
   /** Topic ('k:' or 'p:' + name) → its subscription. */
   readonly #subscriptions = new Map<string, Subscription>();
 
@@ -91,6 +94,7 @@ export class NatsBackplane extends Backplane {
   /** A subject past the server's protocol line limit would end the connection, for every observer of this node. */
   protected override keyProblem(name: string, pattern: boolean): string | undefined {
     if (!pattern && this.#subjects.has(name)) return undefined;
+    if (!isWellFormed(name)) return 'it holds a lone surrogate, which a NATS subject cannot carry';
     const subject = pattern ? this.#patternSubject(name) : this.subjectOf(name);
     const bytes = Buffer.byteLength(subject);
     if (bytes > MAX_SUBJECT_BYTES) return `its NATS subject takes ${bytes} bytes, over the ${MAX_SUBJECT_BYTES} the server's protocol line allows`;
@@ -207,10 +211,30 @@ export class NatsBackplane extends Backplane {
     return body.connections?.[0]?.subscriptions_list?.length ?? 0;
   }
 
-  protected send(key: string, data: Uint8Array | string): void {
+  /**
+   * Publishes, and settles once a round trip after it has come back (one
+   * PING per turn of the event loop, shared by every change of that turn):
+   * the server then has the change. A change the client still held when the
+   * socket went (its buffer is thrown away on reconnection) fails that round
+   * trip, and is sent again; receivers drop a copy they had by its number.
+   */
+  protected send(key: string, data: Uint8Array | string): Promise<void> {
     let subject = this.#subjects.get(key);
     if (subject === undefined) this.#remember(key, (subject = this.subjectOf(key)));
-    this.#connection!.publish(subject, data);
+    const connection = this.#connection!;
+    connection.publish(subject, data);
+    this.#confirm ??= new Promise<void>((resolve, reject) => {
+      setImmediate(() => {
+        this.#confirm = undefined;
+        connection.flush().then(resolve, reject);
+      });
+    });
+    return this.#confirm;
+  }
+
+  /** A publish the server refuses throws at once; a round trip that fails lost its changes with the connection. */
+  protected override lostInTransit(): boolean {
+    return true;
   }
 
   #remember(key: string, subject: string): void {

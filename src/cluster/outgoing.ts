@@ -168,7 +168,9 @@ export class Outgoing {
     this.#afterSettle();
   };
 
+  /** A change the engine refused: counted as failed, no longer as published. */
   #fail(error: unknown): void {
+    this.counters.published--;
     this.counters.publishFailed++;
     this.#sender.failed(error);
   }

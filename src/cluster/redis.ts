@@ -39,6 +39,8 @@ export class RedisBackplane extends Backplane {
   readonly #prefix: string;
   #subscriber: Redis | undefined;
   #publisher: Redis | undefined;
+  /** Fail the subscription commands in flight when the subscriber connection closes (ioredis drops them unsettled). */
+  readonly #onSubscriberClose: (() => void)[] = [];
   /** Topic ids the subscriber connection holds now: they end with it, and outlive a reconnection of the publisher only. */
   readonly #subscribed = new Set<string>();
   #subscriberReady = false;
@@ -81,7 +83,8 @@ export class RedisBackplane extends Backplane {
       maxRetriesPerRequest: null,
       retryStrategy: (times) => (this.isClosed ? null : this.backoff(times - 1)),
     };
-    const subscriber = new Redis(this.#url, { ...common, connectionName: this.subscriberName });
+    // Subscriptions are the reconciler's to send again, once, after a reconnection: ioredis must not resend them too.
+    const subscriber = new Redis(this.#url, { ...common, autoResendUnfulfilledCommands: false, connectionName: this.subscriberName });
     const publisher = new Redis(this.#url, { ...common, enableAutoPipelining: true, connectionName: `herald-pub-${this.nodeId}` });
     this.#subscriber = subscriber;
     this.#publisher = publisher;
@@ -93,6 +96,7 @@ export class RedisBackplane extends Backplane {
     });
     subscriber.on('close', () => {
       this.#subscriberReady = false;
+      for (const fail of this.#onSubscriberClose.splice(0)) fail();
       this.#subscribed.clear(); // the server forgets a connection's subscriptions with it
       this.disconnected(undefined, true);
     });
@@ -135,7 +139,17 @@ export class RedisBackplane extends Backplane {
     const commands: Promise<unknown>[] = [];
     for (let i = 0; i < channels.length; i += CHANNELS_PER_COMMAND) commands.push(keys(subscriber, channels.slice(i, i + CHANNELS_PER_COMMAND)));
     for (let i = 0; i < globs.length; i += CHANNELS_PER_COMMAND) commands.push(patterns(subscriber, globs.slice(i, i + CHANNELS_PER_COMMAND)));
-    await Promise.all(commands);
+    const all = Promise.all(commands);
+    all.catch(() => {});
+    let fail!: () => void;
+    const closed = new Promise<never>((_, reject) => (fail = () => reject(new Error('the subscriber connection closed with subscription commands in flight'))));
+    this.#onSubscriberClose.push(fail);
+    try {
+      await Promise.race([all, closed]);
+    } finally {
+      const at = this.#onSubscriberClose.indexOf(fail);
+      if (at !== -1) this.#onSubscriberClose.splice(at, 1);
+    }
   }
 
   async engineSubscriptions(): Promise<number> {

@@ -42,6 +42,11 @@ export function isStoreText(text: string): boolean {
   return !LONE_SURROGATE.test(text) && !text.includes('\0');
 }
 
+/** Whether `text` is well-formed UTF-16: no surrogate that is not half of a pair. */
+export function isWellFormed(text: string): boolean {
+  return !LONE_SURROGATE.test(text);
+}
+
 /** With the `u` flag a surrogate range matches only a surrogate that is not half of a pair. */
 const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 

@@ -22,12 +22,6 @@ export type PostgresBackplaneOptions = BackplaneOptions & {
   readonly pruneIntervalMs?: number;
   /** Rows replayed at most after one reconnection; past it the rest is skipped and signalled as a gap. @default 100000 */
   readonly maxReplayRows?: number;
-  /**
-   * How long an outbox id that was skipped (its transaction had not
-   * committed when later ids were read) is looked for again: a transaction
-   * that commits later than this after a later one is not delivered here. @default 60000
-   */
-  readonly lateCommitMs?: number;
 } & PoolSource;
 
 /** A bytea column takes up to 1 GB; the outbox row is what carries the change, NOTIFY only its id. */
@@ -36,8 +30,12 @@ const BYTEA_MAX = 1024 * 1024 * 1024 - 1;
 const SEEN_CHANGES = 100_000;
 /** Rows read per query. */
 const PAGE = 1000;
-/** Skipped ids looked for at most; past it the oldest are given up. */
+/** Skipped ids looked for at most; past it the node gives up on the oldest and signals a gap. */
 const MAX_HOLES = 10_000;
+/** A skipped id is given up as rolled back only this long after it was seen missing, and once every transaction that could fill it has ended. */
+const HOLE_MIN_AGE_MS = 1000;
+/** SQLSTATEs that mean the connection, not the statement, failed: the change may be lost in transit, and is sent again. */
+const CONNECTION_LOST = /^(08|57P0)/;
 /** LISTEN statements per query. */
 const LISTENS_PER_QUERY = 1000;
 
@@ -56,8 +54,8 @@ interface SendBatch {
  * node observes. Each node reads the outbox through one ordered path: a
  * cursor, the last id it has read, and rows fetched after it in id order.
  * An id skipped because its transaction had not committed yet (commit order
- * is not id order) is looked for again until it appears or `lateCommitMs`
- * passes. A reconnection reads on from the cursor: nothing is lost or
+ * is not id order) is looked for again until it appears, or until every
+ * transaction that could fill it has ended (then it was rolled back). A reconnection reads on from the cursor: nothing is lost or
  * delivered twice unless the outbox was pruned past it.
  *
  * Changes of a {@link PostgresSessionStore} or of `withTransaction` on a hub
@@ -81,7 +79,6 @@ export class PostgresBackplane extends Backplane {
   readonly #maxRows: number;
   readonly #pruneIntervalMs: number;
   readonly #maxReplayRows: number;
-  readonly #lateCommitMs: number;
   #listener: pg.Client | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #pruneTimer: NodeJS.Timeout | undefined;
@@ -92,8 +89,19 @@ export class PostgresBackplane extends Backplane {
   readonly #channels = new Map<string, Set<string>>();
   /** The last outbox id read: everything up to it was delivered, skipped as a hole, or was before this node began. */
   #cursor: bigint | undefined;
-  /** Ids below the cursor not seen yet (their transaction may still commit), with when to give up on them. */
-  readonly #holes = new Map<bigint, number>();
+  /**
+   * Ids below the cursor not seen yet: their transaction may still commit.
+   * Each with the snapshot's xmax when it was seen missing and when: once
+   * the oldest running transaction is past that xmax (and a moment has
+   * passed), whatever could have filled it has ended, and it was rolled back.
+   */
+  readonly #holes = new Map<bigint, { readonly xmax: bigint; readonly at: number }>();
+  /** The topics the listener holds now: what a read fetches payloads for. */
+  readonly #listening = new Map<string, Topic>();
+  /** After a reconnection, until recover() has read what was missed: other reads wait for it. */
+  #replaying = false;
+  /** The listener's queries, one at a time. */
+  #listenerTurn: Promise<unknown> = Promise.resolve();
   /** A read is running; `#readAgain` asks for one more after it. */
   #reading: Promise<void> | undefined;
   #readAgain = false;
@@ -116,7 +124,6 @@ export class PostgresBackplane extends Backplane {
     this.#maxRows = integerOption(options.outboxMaxRows, 'options.outboxMaxRows', 100_000, 1);
     this.#pruneIntervalMs = integerOption(options.pruneIntervalMs, 'options.pruneIntervalMs', 60_000, 0, MAX_TIMER_MS);
     this.#maxReplayRows = integerOption(options.maxReplayRows, 'options.maxReplayRows', 100_000, 1);
-    this.#lateCommitMs = integerOption(options.lateCommitMs, 'options.lateCommitMs', 60_000, 0, MAX_TIMER_MS);
   }
 
   /** The `application_name` of the listener connection (`pg_stat_activity` shows it). */
@@ -165,6 +172,7 @@ export class PostgresBackplane extends Backplane {
       lost = true;
       if (this.#listener === client) this.#listener = undefined;
       this.#channels.clear();
+      this.#listening.clear();
       clearTimeout(this.#readTimer);
       this.disconnected(error);
       void client.end().catch(() => {});
@@ -177,7 +185,8 @@ export class PostgresBackplane extends Backplane {
     try {
       await this.#tables.ensureOutbox(this.#pool);
       await client.connect();
-      this.#cursor ??= BigInt(await this.#outbox.newest(client));
+      if (this.#cursor === undefined) this.#cursor = BigInt(await this.#outbox.newest(client));
+      else this.#replaying = true; // recover() reads on from the cursor once the node listens again
     } catch (error) {
       onLost(error);
       return;
@@ -195,6 +204,8 @@ export class PostgresBackplane extends Backplane {
   protected async subscribeTopics(topics: readonly Topic[]): Promise<void> {
     const client = this.#listener;
     if (client === undefined) throw new Error('the listener connection is not up');
+    // What the node already listens for is read up to now first: the new topics start from here, not from an old cursor.
+    if (!this.#replaying) await this.#read();
     const fresh: string[] = [];
     for (const topic of topics) {
       const channel = this.#channelOf(topic);
@@ -208,23 +219,32 @@ export class PostgresBackplane extends Backplane {
     }
     try {
       for (let i = 0; i < fresh.length; i += LISTENS_PER_QUERY) {
-        await client.query(fresh.slice(i, i + LISTENS_PER_QUERY).map((channel) => `LISTEN "${channel}"`).join(';'));
+        await this.#onListener(client, fresh.slice(i, i + LISTENS_PER_QUERY).map((channel) => `LISTEN "${channel}"`).join(';'));
       }
     } catch (error) {
       for (const topic of topics) this.#forget(topic);
       throw error;
     }
-    // Listening from here: rows committed before it are read by the cursor.
+    for (const topic of topics) this.#listening.set(topic.id, topic);
+    // Listening from here: rows committed since the read above are read by the cursor.
     this.#wake();
   }
 
   protected async unsubscribeTopics(topics: readonly Topic[]): Promise<void> {
+    for (const topic of topics) this.#listening.delete(topic.id);
     const ended = topics.map((topic) => this.#forget(topic)).filter((channel) => channel !== undefined);
     const client = this.#listener;
     if (client === undefined) return;
     for (let i = 0; i < ended.length; i += LISTENS_PER_QUERY) {
-      await client.query(ended.slice(i, i + LISTENS_PER_QUERY).map((channel) => `UNLISTEN "${channel}"`).join(';'));
+      await this.#onListener(client, ended.slice(i, i + LISTENS_PER_QUERY).map((channel) => `UNLISTEN "${channel}"`).join(';'));
     }
+  }
+
+  /** Runs a query on the listener connection after those before it: a pg client takes one at a time. */
+  #onListener<R extends pg.QueryResultRow>(client: pg.Client, text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
+    const result = this.#listenerTurn.then(() => client.query<R>(text, values));
+    this.#listenerTurn = result.catch(() => {});
+    return result;
   }
 
   /** Takes `topic` off its channel; returns the channel if nothing listens on it any more. */
@@ -239,7 +259,7 @@ export class PostgresBackplane extends Backplane {
   async engineSubscriptions(): Promise<number> {
     const client = this.#listener;
     if (client === undefined) return 0;
-    const { rows } = await client.query<{ count: number }>('SELECT count(*)::int AS count FROM pg_listening_channels()');
+    const { rows } = await this.#onListener<{ count: number }>(client, 'SELECT count(*)::int AS count FROM pg_listening_channels()');
     return rows[0]!.count;
   }
 
@@ -267,8 +287,15 @@ export class PostgresBackplane extends Backplane {
           await this.#tables.ensureOutbox(this.#pool);
           await this.#outbox.insert(this.#pool, batch.rows);
           batch.settle();
-        } catch (error) {
-          batch.settle(error instanceof Error ? error : new Error(`the outbox insert failed: ${String(error)}`));
+        } catch (cause) {
+          const error = cause instanceof Error ? cause : new Error(`the outbox insert failed: ${String(cause)}`);
+          batch.settle(error);
+          // Lost in transit: what was queued behind it must not overtake it, so it comes back too, unsent, to go again in order.
+          const queued = this.#next as SendBatch | undefined; // filled meanwhile
+          if (queued !== undefined && this.lostInTransit(error)) {
+            this.#next = undefined;
+            queued.settle(error);
+          }
         }
       }
     } finally {
@@ -282,7 +309,7 @@ export class PostgresBackplane extends Backplane {
    * it in transit: sent again, and receivers skip it if it had been written.
    */
   protected override lostInTransit(error: unknown): boolean {
-    return !(error instanceof pg.DatabaseError);
+    return !(error instanceof pg.DatabaseError) || CONNECTION_LOST.test(error.code ?? '');
   }
 
   /** After a reconnection: reads on from the cursor, unless the outbox was pruned past it or too much was missed. */
@@ -290,23 +317,23 @@ export class PostgresBackplane extends Backplane {
     const client = this.#listener;
     const cursor = this.#cursor;
     if (client === undefined || cursor === undefined) return false;
-    const newest = BigInt(await this.#outbox.newest(client));
-    const oldest = await this.#outbox.oldest(client);
-    let complete = true;
-    if (newest - cursor > BigInt(this.#maxReplayRows)) {
-      // Too much to replay: skipped, and signalled.
-      this.#cursor = newest;
-      this.#holes.clear();
-      complete = false;
-    } else if (oldest !== undefined && BigInt(oldest) > cursor + 1n && newest > cursor) {
-      // Rows after the cursor were pruned: what is left is still read, and the pruned ids are no holes.
-      this.#cursor = BigInt(oldest) - 1n;
-      this.#holes.clear();
-      complete = false;
+    try {
+      const { keys, patterns } = this.#filter();
+      const missed = await this.#outbox.countAfter(client, cursor.toString(), keys, patterns, this.#maxReplayRows + 1);
+      let complete = true;
+      if (missed > this.#maxReplayRows) {
+        // Too much to replay: skipped, and signalled.
+        this.#cursor = BigInt(await this.#outbox.newest(client));
+        this.#holes.clear();
+        complete = false;
+      }
+      this.#replaying = false;
+      await this.#read();
+      if (!complete) this.signalGap('replay-incomplete');
+      return true;
+    } finally {
+      this.#replaying = false;
     }
-    await this.#read();
-    if (!complete) this.signalGap('replay-incomplete');
-    return true;
   }
 
   protected async shutdown(): Promise<void> {
@@ -329,7 +356,7 @@ export class PostgresBackplane extends Backplane {
 
   /** Something may have been written: read (again, once the running read is done). */
   #wake(): void {
-    if (this.#reading !== undefined) {
+    if (this.#reading !== undefined || this.#replaying) {
       this.#readAgain = true;
       return;
     }
@@ -359,31 +386,63 @@ export class PostgresBackplane extends Backplane {
     return this.#reading;
   }
 
+  /** The keys and patterns the listener holds: rows of other keys are read for their ids only. */
+  #filter(): { keys: string[]; patterns: string[] } {
+    const keys: string[] = [];
+    const patterns: string[] = [];
+    for (const topic of this.#listening.values()) (topic.pattern ? patterns : keys).push(topic.name);
+    return { keys, patterns };
+  }
+
   /** Reads one page; true if there may be more. */
   async #readPage(): Promise<boolean> {
     const client = this.#listener;
     const cursor = this.#cursor;
     if (client === undefined || cursor === undefined) return false;
+    const { keys, patterns } = this.#filter();
+    const page = await this.#outbox.read(
+      (text, values) => this.#onListener(client, text, values), cursor.toString(), [...this.#holes.keys()].map(String), keys, patterns, PAGE,
+    );
+    if (this.#listener !== client) return false;
     const now = Date.now();
-    for (const [id, until] of this.#holes) if (until <= now) this.#holes.delete(id);
-    const keys: string[] = [];
-    const patterns: string[] = [];
-    for (const topic of this.wantedTopics()) (topic.pattern ? patterns : keys).push(topic.name);
-    const rows = await this.#outbox.read(client, cursor.toString(), [...this.#holes.keys()].map(String), keys, patterns, PAGE);
-    let last = this.#cursor!;
-    for (const row of rows) {
+    let last = cursor;
+    let gap = false;
+    // Rows pruned before this node read them: given up, and signalled.
+    if (page.pruned > last) {
+      last = page.pruned;
+      gap = true;
+    }
+    for (const row of page.rows) {
       const id = BigInt(row.id);
       if (id <= last) {
         this.#holes.delete(id); // a late commit, below the cursor: delivered now, in the order it became visible
       } else {
-        // Ids between the cursor and this row have not committed (or never will): looked for again a while.
-        for (let hole = last + 1n; hole < id && this.#holes.size < MAX_HOLES; hole++) this.#holes.set(hole, now + this.#lateCommitMs);
+        // Ids between the cursor and this row have not committed (or never will): looked for until that is known.
+        let from = last + 1n;
+        if (id - from > BigInt(MAX_HOLES)) {
+          from = id - BigInt(MAX_HOLES); // more missing ids than can be looked for: the oldest are given up
+          gap = true;
+        }
+        for (let hole = from; hole < id; hole++) {
+          if (this.#holes.size >= MAX_HOLES) {
+            this.#holes.delete(this.#holes.keys().next().value!);
+            gap = true;
+          }
+          this.#holes.set(hole, { xmax: page.xmax, at: now });
+        }
         last = id;
       }
       if (row.payload !== null) this.#deliver(row.payload);
     }
     this.#cursor = last;
-    return rows.length === PAGE;
+    // Holes no running transaction can fill any more were rolled back, or committed and pruned unread (a gap).
+    for (const [id, hole] of this.#holes) {
+      if (hole.xmax > page.xmin || now - hole.at < HOLE_MIN_AGE_MS) continue;
+      this.#holes.delete(id);
+      if (id <= page.pruned) gap = true; // it may have committed, and been pruned unread
+    }
+    if (gap) this.signalGap('replay-incomplete');
+    return page.rows.length >= PAGE;
   }
 
   #deliver(payload: Buffer): void {

@@ -11,6 +11,20 @@ export interface OutboxRead {
   readonly payload: Buffer | null;
 }
 
+/** One read of the outbox, with the snapshot it was made in. @internal */
+export interface OutboxPage {
+  readonly rows: OutboxRead[];
+  /** The oldest transaction still running when it was read: every older one has ended. */
+  readonly xmin: bigint;
+  /** The next transaction id then: every transaction that had written by then is below it. */
+  readonly xmax: bigint;
+  /** The highest id pruned so far (0 before any): rows up to it may be gone. */
+  readonly pruned: bigint;
+}
+
+/** Runs a query for {@link Outbox.read}. @internal */
+export type Query = (text: string, values: unknown[]) => Promise<pg.QueryResult<OutboxRead & { xmin: string; xmax: string; pruned: string | null }>>;
+
 /**
  * The SQL of the outbox table: each change a row, its id sent by NOTIFY on
  * the channel of its key and on the channel of each proper prefix of its key
@@ -37,31 +51,47 @@ export class Outbox {
 
   /**
    * The rows after id `after` and those of the ids in `holes`, in id order,
-   * at most `limit`: every row's id, and the payload of those whose key is
-   * one of `keys` or matches one of `patterns` (null for the others).
+   * at most `limit` after `after`: every row's id, and the payload of those
+   * whose key is one of `keys` or matches one of `patterns` (null for the
+   * others). With the read's snapshot (the oldest transaction still running,
+   * and the next transaction id) and the oldest id kept. `query` runs the SQL
+   * (on the caller's connection, in its turn).
    */
   async read(
-    client: pg.ClientBase, after: string, holes: readonly string[], keys: readonly string[], patterns: readonly string[], limit: number,
-  ): Promise<OutboxRead[]> {
-    const exact = [...keys];
-    const prefixes: string[] = [];
-    for (const pattern of patterns) {
-      const prefix = literalPrefix(pattern);
-      if (prefix === pattern) exact.push(pattern);
-      else prefixes.push(prefix === '' ? '%' : `${likeEscape(prefix)}/%`);
-    }
+    query: Query, after: string, holes: readonly string[], keys: readonly string[], patterns: readonly string[], limit: number,
+  ): Promise<OutboxPage> {
+    const { exact, prefixes } = match(keys, patterns);
     const columns = 'o.id, CASE WHEN o.key = ANY($2::text[]) OR o.key LIKE ANY($3::text[]) THEN o.payload END AS payload';
     // Two range scans of the primary key, not one condition with OR (which would scan the whole table).
     const next = `SELECT ${columns} FROM ${this.tables.outbox} o WHERE o.id > $1::bigint ORDER BY o.id LIMIT $4`;
-    const { rows } = holes.length === 0
-      ? await client.query<OutboxRead>(`SELECT id::text AS id, payload FROM (${next}) r`, [after, exact, prefixes, limit])
-      : await client.query<OutboxRead>(
-        `SELECT id::text AS id, payload FROM ((${next})
-           UNION ALL SELECT ${columns} FROM ${this.tables.outbox} o WHERE o.id = ANY($5::bigint[])) r
-          ORDER BY id`,
-        [after, exact, prefixes, limit, holes],
-      );
-    return rows;
+    const late = `SELECT ${columns} FROM ${this.tables.outbox} o WHERE o.id = ANY($5::bigint[])`;
+    const { rows } = await query(
+      `WITH snap AS (
+         SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin, pg_snapshot_xmax(pg_current_snapshot())::text AS xmax,
+                (SELECT pruned_through FROM ${this.tables.outboxState} WHERE id = 1)::text AS pruned)
+       SELECT r.id::text AS id, r.payload, snap.xmin, snap.xmax, snap.pruned
+         FROM snap LEFT JOIN ((${next}) UNION ALL (${late})) r ON true
+        ORDER BY r.id`,
+      [after, exact, prefixes, limit, holes],
+    );
+    const first = rows[0] as { xmin: string; xmax: string; pruned: string | null };
+    return {
+      rows: rows.filter((row) => row.id !== null),
+      xmin: BigInt(first.xmin),
+      xmax: BigInt(first.xmax),
+      pruned: first.pruned === null ? 0n : BigInt(first.pruned),
+    };
+  }
+
+  /** How many rows after `after` are of `keys` or match `patterns`, counted up to `limit`. */
+  async countAfter(client: pg.ClientBase, after: string, keys: readonly string[], patterns: readonly string[], limit: number): Promise<number> {
+    const { exact, prefixes } = match(keys, patterns);
+    const { rows } = await client.query<{ count: number }>(
+      `SELECT count(*)::int AS count FROM (SELECT 1 FROM ${this.tables.outbox} o
+         WHERE o.id > $1::bigint AND (o.key = ANY($2::text[]) OR o.key LIKE ANY($3::text[])) LIMIT $4) r`,
+      [after, exact, prefixes, limit],
+    );
+    return rows[0]!.count;
   }
 
   /** The newest id, or '0' for an empty outbox. */
@@ -70,20 +100,20 @@ export class Outbox {
     return rows[0]!.max;
   }
 
-  /** The oldest id still kept, if any. */
-  async oldest(client: pg.ClientBase): Promise<string | undefined> {
-    const { rows } = await client.query<{ min: string | null }>(`SELECT min(id)::text AS min FROM ${this.tables.outbox}`);
-    return rows[0]?.min ?? undefined;
-  }
-
-  /** Deletes rows older than `maxAgeMs` or past the newest `maxRows`; returns how many. */
+  /** Deletes rows older than `maxAgeMs` or past the newest `maxRows`, and notes the highest id deleted; returns how many. */
   async prune(pool: pg.Pool, maxAgeMs: number, maxRows: number): Promise<number> {
-    const result = await pool.query(
-      `DELETE FROM ${this.tables.outbox} WHERE created_at < now() - make_interval(secs => $1)
-          OR id <= (SELECT max(id) FROM ${this.tables.outbox}) - $2`,
+    const { rows } = await pool.query<{ count: number }>(
+      `WITH gone AS (
+         DELETE FROM ${this.tables.outbox} WHERE created_at < now() - make_interval(secs => $1)
+            OR id <= (SELECT max(id) FROM ${this.tables.outbox}) - $2
+         RETURNING id),
+       noted AS (
+         INSERT INTO ${this.tables.outboxState} (id, pruned_through) SELECT 1, max(id) FROM gone HAVING count(*) > 0
+         ON CONFLICT (id) DO UPDATE SET pruned_through = GREATEST(${this.tables.outboxState}.pruned_through, EXCLUDED.pruned_through))
+       SELECT count(*)::int AS count FROM gone`,
       [maxAgeMs / 1000, maxRows],
     );
-    return result.rowCount ?? 0;
+    return rows[0]!.count;
   }
 
   /** The channel a key's changes are sent on. */
@@ -129,6 +159,18 @@ export class Outbox {
 }
 
 /** The segments of a pattern before its first wildcard, joined: `"a/b/*"` → `"a/b"`, `"*"` → `""`, `"a/b"` → `"a/b"`. */
+/** Keys and patterns as the SQL matches them: exact keys (a pattern without wildcards is one), and LIKE prefixes. */
+function match(keys: readonly string[], patterns: readonly string[]): { exact: string[]; prefixes: string[] } {
+  const exact = [...keys];
+  const prefixes: string[] = [];
+  for (const pattern of patterns) {
+    const prefix = literalPrefix(pattern);
+    if (prefix === pattern) exact.push(pattern);
+    else prefixes.push(prefix === '' ? '%' : `${likeEscape(prefix)}/%`);
+  }
+  return { exact, prefixes };
+}
+
 function literalPrefix(pattern: string): string {
   const segments = pattern.split('/');
   const first = segments.findIndex((s) => s === '*' || s === '**');

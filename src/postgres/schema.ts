@@ -13,6 +13,8 @@ export class PostgresSchema {
   readonly tombstones: string;
   /** One row per change sent to the other nodes; NOTIFY carries only its id. */
   readonly outbox: string;
+  /** The outbox's one row of state: the highest id pruned, so that a reader behind it knows what it missed. */
+  readonly outboxState: string;
   #store: Promise<void> | undefined;
   #outbox: Promise<void> | undefined;
 
@@ -21,6 +23,7 @@ export class PostgresSchema {
     this.variables = `"${name}".variables`;
     this.tombstones = `"${name}".variable_tombstones`;
     this.outbox = `"${name}".outbox`;
+    this.outboxState = `"${name}".outbox_state`;
   }
 
   /** Creates the session store's tables once (again after a failed try). */
@@ -64,6 +67,9 @@ export class PostgresSchema {
         payload bytea NOT NULL,
         created_at timestamptz NOT NULL DEFAULT now())`,
       `CREATE INDEX IF NOT EXISTS outbox_created_at ON ${this.outbox} (created_at)`,
+      `CREATE TABLE IF NOT EXISTS ${this.outboxState} (
+        id int PRIMARY KEY CHECK (id = 1),
+        pruned_through bigint NOT NULL)`,
     ]).catch((error: unknown) => {
       this.#outbox = undefined;
       throw error;

@@ -54,6 +54,8 @@ describe('nats backplane: limits', { skip }, () => {
     assert.throws(() => hub.observe(long, () => {}), { code: 'HERALD_INVALID_KEY', message: /NATS subject takes \d+ bytes/ });
     assert.throws(() => hub.observePattern(`${long}/*`, () => {}), { code: 'HERALD_INVALID_PATTERN' });
     assert.throws(() => hub.notify(long, 0, 1), { code: 'HERALD_INVALID_KEY' });
+    assert.throws(() => hub.observe('doc/\uD800', () => {}), { code: 'HERALD_INVALID_KEY', message: /lone surrogate/ });
+    assert.throws(() => hub.notify('doc/\uD800', 0, 1), { code: 'HERALD_INVALID_KEY' });
     assert.equal(hub.observerCount(), 0);
     const fine = hub.observe('doc/short', () => {});
     await (hub.backplane as NatsBackplane).ready();
@@ -65,6 +67,5 @@ clusterProperty({
   engine: 'nats',
   url: own?.url ?? urls.nats,
   backplane: (url, options) => new NatsBackplane({ servers: url, prefix, ...(own === undefined ? {} : { monitorUrl: own.monitorUrl }), ...options }),
-  sendsSurviveCuts: false,
   skip,
 });

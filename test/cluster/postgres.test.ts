@@ -224,6 +224,110 @@ clusterProperty({
   engine: 'postgres',
   url: urls.postgres,
   backplane: (url, options) => new PostgresBackplane({ connectionString: url, schema: faultSchema, pruneIntervalMs: 0, ...options }),
-  sendsSurviveCuts: true,
   skip,
+});
+
+describe('postgres backplane: review cases', { skip }, () => {
+  function pairOn(t: TestContext, name: string, bUrl = urls.postgres, bOptions: BackplaneOptions = {}): { a: ClusteredHub; b: ClusteredHub; schema: string } {
+    const trap = trapUnhandled();
+    const schema = `herald_${name}_${process.pid}`;
+    schemas.add(schema);
+    const key = uniqueKey(name);
+    const a = clusteredHub(new PostgresBackplane({ connectionString: urls.postgres, schema, pruneIntervalMs: 0 }), key);
+    const b = clusteredHub(new PostgresBackplane({ connectionString: bUrl, schema, pruneIntervalMs: 0, onError: () => {}, reconnect: { maxDelayMs: 200 }, ...bOptions }), key);
+    t.after(async () => {
+      await Promise.all([a.hub.close(), b.hub.close()]);
+      trap.stop();
+      assert.deepEqual(trap.errors, [], 'no unhandled error or rejection');
+    });
+    return { a, b, schema };
+  }
+
+  test('an outbox INSERT lost with its pool connection (the listener stays up) is sent again before the changes notified after it', { timeout: 60_000 }, async (t) => {
+    const proxy = await TcpProxy.start(urls.postgres);
+    t.after(() => proxy.close());
+    const { a, b } = pairOn(t, 'lostinsert', proxy.url(urls.postgres));
+    await Promise.all([a.backplane.ready(), b.backplane.ready()]);
+    const lost = proxy.loseQuery('INSERT INTO');
+    b.hub.notify(b.key, 0, 1);
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    b.hub.notify(b.key, 1, 2);
+    b.hub.notify(b.key, 2, 3);
+    await within(lost, 10_000, 'the INSERT to be lost');
+    await b.backplane.ready({ timeoutMs: 15_000 });
+    await a.until((n) => n.changes.length >= 3, 'the three changes');
+    await a.hub.drain();
+    assert.deepEqual(a.changes.map((c) => c.newValue), [1, 2, 3], 'in the order notified, each once');
+    const stats = b.hub.getStats().backplane!;
+    assert.equal(stats.published, 3);
+    assert.equal(stats.publishFailed, 0);
+  });
+
+  test('an outbox INSERT whose backend is terminated (57P01) is sent again, not counted as refused', { timeout: 60_000 }, async (t) => {
+    const application = `herald-term-${process.pid}`;
+    const { a, b } = pairOn(t, 'terminated', `${urls.postgres}?application_name=${application}`);
+    await Promise.all([a.backplane.ready(), b.backplane.ready()]);
+    // Holds the outbox's lock so that the INSERT waits on the server, where it can be terminated.
+    const blocker = new pg.Client({ connectionString: urls.postgres });
+    await blocker.connect();
+    t.after(() => blocker.end());
+    const schema = [...schemas].find((s) => s.startsWith('herald_terminated_'))!;
+    await blocker.query('BEGIN');
+    await blocker.query(`LOCK TABLE "${schema}".outbox IN EXCLUSIVE MODE`);
+    b.hub.notify(b.key, 0, 1);
+    await within((async () => {
+      for (;;) {
+        const { rows } = await admin!.query(`SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`, [application]);
+        if (rows.length > 0) return;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })(), 10_000, 'the waiting INSERT to be terminated');
+    await blocker.query('COMMIT');
+    await a.until((n) => n.changes.length === 1, 'the change, sent again');
+    await b.backplane.ready({ timeoutMs: 15_000 });
+    assert.equal(b.hub.getStats().backplane!.publishFailed, 0);
+  });
+
+  test('a refused outbox row is counted once, as failed, not also as published', { timeout: 60_000 }, async (t) => {
+    const { a, b, schema } = pairOn(t, 'refused');
+    await Promise.all([a.backplane.ready(), b.backplane.ready()]);
+    await admin!.query(`ALTER TABLE "${schema}".outbox ADD CONSTRAINT no_poison CHECK (key <> 'poison')`);
+    b.hub.notify('poison', 0, 1);
+    await b.backplane.ready({ timeoutMs: 15_000 });
+    const stats = b.hub.getStats().backplane!;
+    assert.equal(stats.published + stats.publishFailed + stats.publishDropped + stats.buffered, 1, 'one change, counted once');
+    assert.equal(stats.publishFailed, 1);
+  });
+
+  test('a new observer is not handed changes made before it was registered', { timeout: 60_000 }, async (t) => {
+    const { a, b } = pairOn(t, 'stale');
+    await Promise.all([a.backplane.ready(), b.backplane.ready()]);
+    const key = `${a.key}/price`;
+    a.hub.notify(key, 100, 101);
+    await a.backplane.ready();
+    const seen: unknown[] = [];
+    b.hub.observe(key, (change) => void seen.push(change.newValue));
+    await b.backplane.ready();
+    a.hub.notify(key, 101, 102);
+    await a.backplane.ready();
+    await within((async () => {
+      while (seen.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    })(), 15_000, 'the later change');
+    await b.hub.drain();
+    assert.deepEqual(seen, [102]);
+  });
+
+  test('close() is bounded by closeTimeoutMs when an outbox INSERT never gets its reply, and a pending ready() rejects HERALD_CLOSED', { timeout: 60_000 }, async (t) => {
+    const proxy = await TcpProxy.start(urls.postgres);
+    t.after(() => proxy.close());
+    const { b } = pairOn(t, 'closehang', proxy.url(urls.postgres), { closeTimeoutMs: 300 });
+    await b.backplane.ready();
+    const silent = proxy.silenceReply('INSERT INTO', 'SELECT');
+    b.hub.notify(b.key, 0, 1);
+    await within(silent, 10_000, 'the INSERT to go unanswered');
+    const pending = assert.rejects(within(b.backplane.ready({ timeoutMs: Infinity }), 5000, 'ready() to settle'), { code: 'HERALD_CLOSED' });
+    await within(b.hub.close(), 5000, 'close() despite the unanswered INSERT');
+    await pending;
+  });
 });
