@@ -30,6 +30,9 @@ const SUBJECT_CACHE = 10_000;
  */
 const MAX_SUBJECT_BYTES = 4000;
 
+/** Changes are confirmed by one round trip per this many milliseconds at most (what it covers is sent again if it fails). */
+const CONFIRM_EVERY_MS = 5;
+
 /** The NATS server's default `max_payload`; the server's own figure replaces it once connected. */
 const NATS_DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
@@ -213,7 +216,7 @@ export class NatsBackplane extends Backplane {
 
   /**
    * Publishes, and settles once a round trip after it has come back (one
-   * PING per turn of the event loop, shared by every change of that turn):
+   * PING per 5 ms at most, shared by every change sent meanwhile):
    * the server then has the change. A change the client still held when the
    * socket went (its buffer is thrown away on reconnection) fails that round
    * trip, and is sent again; receivers drop a copy they had by its number.
@@ -224,10 +227,10 @@ export class NatsBackplane extends Backplane {
     const connection = this.#connection!;
     connection.publish(subject, data);
     this.#confirm ??= new Promise<void>((resolve, reject) => {
-      setImmediate(() => {
+      setTimeout(() => {
         this.#confirm = undefined;
         connection.flush().then(resolve, reject);
-      });
+      }, CONFIRM_EVERY_MS);
     });
     return this.#confirm;
   }

@@ -140,17 +140,33 @@ export class Outgoing {
     }
     if (sent === undefined) return;
     this.#inFlight.push(message);
-    void sent.then(this.#confirmed, this.#rejected);
+    // An engine that confirms changes together (a batch, a round trip) returns one promise for them: one handler pair for the run.
+    if (sent === this.#lastSent) {
+      this.#lastRun!.count++;
+      return;
+    }
+    const run = { count: 1 };
+    this.#lastSent = sent;
+    this.#lastRun = run;
+    void sent.then(() => this.#confirmed(run.count), (error: unknown) => this.#rejected(run.count, error));
   }
 
-  readonly #confirmed = (): void => {
-    this.#inFlight.shift();
+  /** The promise of the last send, and how many sends in a row it confirms. */
+  #lastSent: Promise<unknown> | undefined;
+  #lastRun: { count: number } | undefined;
+
+  #confirmed(count: number): void {
+    for (let i = 0; i < count; i++) this.#inFlight.shift();
     this.#retries = 0;
     this.#afterSettle();
-  };
+  }
 
-  readonly #rejected = (error: unknown): void => {
-    const message = this.#inFlight.shift()!;
+  #rejected(count: number, error: unknown): void {
+    for (let i = 0; i < count; i++) this.#reject(this.#inFlight.shift()!, error);
+    this.#afterSettle();
+  }
+
+  #reject(message: Outbound, error: unknown): void {
     if (!this.#closed && this.#sender.lostInTransit(error)) {
       // Lost with its connection (which may not have noticed yet): sent again, before what waits.
       this.counters.published--;
@@ -165,8 +181,7 @@ export class Outgoing {
     } else {
       this.#fail(error);
     }
-    this.#afterSettle();
-  };
+  }
 
   /** A change the engine refused: counted as failed, no longer as published. */
   #fail(error: unknown): void {
