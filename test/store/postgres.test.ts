@@ -337,15 +337,21 @@ test('PostgresSessionStore - a COMMIT whose outcome the server cannot be asked a
   assert.equal(await store.get(id, 'v'), 2, 'it had committed: the error said it may have');
 });
 
-test('withTransaction() - a transaction whose COMMIT reply is lost after it committed is announced, and returns its result', { skip }, async (t) => {
-  const hub = createHub(t);
+/** A pool whose connections go through a proxy that can break one chosen query, and a table of the test's own. */
+async function proxiedPool(t: TestContext, name: string): Promise<{ proxy: TcpProxy; proxied: pg.Pool; table: string }> {
   const proxy = await TcpProxy.start(url);
   t.after(() => proxy.close());
   const proxied = new pg.Pool({ connectionString: proxy.url(url), max: 2 });
   proxied.on('error', () => {});
   t.after(() => proxied.end());
-  const table = `"${schema}".doubt_${process.pid}`;
+  const table = `"${schema}".${name}_${process.pid}`;
   await admin.query(`CREATE TABLE ${table} (id int PRIMARY KEY, name text)`);
+  return { proxy, proxied, table };
+}
+
+test('withTransaction() - a transaction whose COMMIT reply is lost after it committed is announced, and returns its result', { skip }, async (t) => {
+  const hub = createHub(t);
+  const { proxy, proxied, table } = await proxiedPool(t, 'doubt');
   const seen: Change[] = [];
   hub.observe('registry/1', (change) => void seen.push(change));
   const lost = proxy.loseReply('COMMIT\0', 'COMMIT\0');
@@ -363,13 +369,7 @@ test('withTransaction() - a transaction whose COMMIT reply is lost after it comm
 
 test('withTransaction() - a COMMIT that never reached the server rejects, and nothing is announced or written', { skip }, async (t) => {
   const hub = createHub(t);
-  const proxy = await TcpProxy.start(url);
-  t.after(() => proxy.close());
-  const proxied = new pg.Pool({ connectionString: proxy.url(url), max: 2 });
-  proxied.on('error', () => {});
-  t.after(() => proxied.end());
-  const table = `"${schema}".doubt2_${process.pid}`;
-  await admin.query(`CREATE TABLE ${table} (id int PRIMARY KEY, name text)`);
+  const { proxy, proxied, table } = await proxiedPool(t, 'doubt2');
   await expectNoChange(hub, 'registry/2', async () => {
     const lost = proxy.loseQuery('COMMIT\0');
     await assert.rejects(within(withTransaction(proxied, hub, async (client, pending) => {
@@ -475,13 +475,7 @@ test('withTransaction() - a transaction that committed while the hub closed retu
 
 test('withTransaction() - a transaction whose COMMIT reply is lost announces before one that committed after it', { skip }, async (t) => {
   const hub = createHub(t);
-  const proxy = await TcpProxy.start(url);
-  t.after(() => proxy.close());
-  const proxied = new pg.Pool({ connectionString: proxy.url(url), max: 2 });
-  proxied.on('error', () => {});
-  t.after(() => proxied.end());
-  const table = `"${schema}".order_${process.pid}`;
-  await admin.query(`CREATE TABLE ${table} (id int PRIMARY KEY, name text)`);
+  const { proxy, proxied, table } = await proxiedPool(t, 'order');
   await admin.query(`INSERT INTO ${table} VALUES (1, 'start')`);
   const seen: unknown[] = [];
   hub.observe('registry/order', (change) => void seen.push(change.newValue));
