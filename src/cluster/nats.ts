@@ -226,13 +226,29 @@ export class NatsBackplane extends Backplane {
     if (subject === undefined) this.#remember(key, (subject = this.subjectOf(key)));
     const connection = this.#connection!;
     connection.publish(subject, data);
-    this.#confirm ??= new Promise<void>((resolve, reject) => {
+    this.#confirm ??= this.#confirmWindow(connection);
+    return this.#confirm;
+  }
+
+  /**
+   * The round trip that confirms a window of publishes. The server gives
+   * each connection its own client id: if it differs by the time the answer
+   * comes, the client reconnected meanwhile (throwing away what it still held),
+   * so the answer says nothing of this window, which is sent again.
+   */
+  #confirmWindow(connection: NatsConnection): Promise<void> {
+    const client = connection.info?.client_id;
+    return new Promise<void>((resolve, reject) => {
       setTimeout(() => {
         this.#confirm = undefined;
-        connection.flush().then(resolve, reject);
+        const lost = (): Error => new Error('the NATS connection was replaced before these changes were confirmed');
+        if (client === undefined || connection.info?.client_id !== client) {
+          reject(lost());
+          return;
+        }
+        connection.flush().then(() => (connection.info?.client_id === client ? resolve() : reject(lost())), reject);
       }, CONFIRM_EVERY_MS);
     });
-    return this.#confirm;
   }
 
   /** A publish the server refuses throws at once; a round trip that fails lost its changes with the connection. */

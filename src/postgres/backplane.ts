@@ -34,6 +34,8 @@ const PAGE = 1000;
 const MAX_HOLES = 10_000;
 /** A skipped id is given up as rolled back only this long after it was seen missing, and once every transaction that could fill it has ended. */
 const HOLE_MIN_AGE_MS = 1000;
+/** A skipped id still fillable after this long (a transaction held open somewhere in the cluster) is given up, with a gap signal. */
+const HOLE_MAX_AGE_MS = 60_000;
 /** SQLSTATEs that mean the connection, not the statement, failed: the change may be lost in transit, and is sent again. */
 const CONNECTION_LOST = /^(08|57P0)/;
 /** LISTEN statements per query. */
@@ -100,6 +102,8 @@ export class PostgresBackplane extends Backplane {
   readonly #listening = new Map<string, Topic>();
   /** After a reconnection, until recover() has read what was missed: other reads wait for it. */
   #replaying = false;
+  /** Whether a listener connection was ever up: only then is there anything to replay. */
+  #connectedOnce = false;
   /** The listener's queries, one at a time. */
   #listenerTurn: Promise<unknown> = Promise.resolve();
   /** A read is running; `#readAgain` asks for one more after it. */
@@ -185,7 +189,7 @@ export class PostgresBackplane extends Backplane {
     try {
       await this.#tables.ensureOutbox(this.#pool);
       await client.connect();
-      if (this.#cursor === undefined) this.#cursor = BigInt(await this.#outbox.newest(client));
+      if (this.#cursor === undefined || !this.#connectedOnce) this.#cursor = BigInt(await this.#outbox.newest(client));
       else this.#replaying = true; // recover() reads on from the cursor once the node listens again
     } catch (error) {
       onLost(error);
@@ -198,6 +202,7 @@ export class PostgresBackplane extends Backplane {
     }
     this.#listener = client;
     this.#attempt = 0;
+    this.#connectedOnce = true;
     this.connected();
   }
 
@@ -436,10 +441,17 @@ export class PostgresBackplane extends Backplane {
     }
     this.#cursor = last;
     // Holes no running transaction can fill any more were rolled back, or committed and pruned unread (a gap).
+    // One still fillable after HOLE_MAX_AGE_MS (a transaction held open somewhere) is given up, and signalled.
     for (const [id, hole] of this.#holes) {
-      if (hole.xmax > page.xmin || now - hole.at < HOLE_MIN_AGE_MS) continue;
+      const age = now - hole.at;
+      if (age < HOLE_MIN_AGE_MS) continue;
+      if (hole.xmax > page.xmin) {
+        if (age < HOLE_MAX_AGE_MS) continue;
+        gap = true;
+      } else if (id <= page.pruned) {
+        gap = true; // it may have committed, and been pruned unread
+      }
       this.#holes.delete(id);
-      if (id <= page.pruned) gap = true; // it may have committed, and been pruned unread
     }
     if (gap) this.signalGap('replay-incomplete');
     return page.rows.length >= PAGE;

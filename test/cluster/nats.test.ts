@@ -9,6 +9,8 @@ import { faultTests } from '../support/faults.js';
 import { clusterContract } from '../support/cluster-contract.js';
 import { clusterProperty } from '../support/cluster-property.js';
 import { OwnNatsServer } from '../support/nats-server.js';
+import { TcpProxy } from '../support/proxy.js';
+import { clusteredHub, trapUnhandled, uniqueKey } from '../support/cluster.js';
 
 const skip = await engineGate('nats');
 const raw = skip === false ? await connect({ servers: urls.nats }) : undefined;
@@ -68,4 +70,43 @@ clusterProperty({
   url: own?.url ?? urls.nats,
   backplane: (url, options) => new NatsBackplane({ servers: url, prefix, ...(own === undefined ? {} : { monitorUrl: own.monitorUrl }), ...options }),
   skip,
+});
+
+describe('nats backplane: resets', { skip }, () => {
+  test('changes written into a socket that resets while the server stays reachable are sent again: a node never cut receives every one, once, in order', { timeout: 120_000 }, async (t) => {
+    const trap = trapUnhandled();
+    const proxy = await TcpProxy.start(urls.nats);
+    const key = uniqueKey('reset');
+    const a = clusteredHub(new NatsBackplane({ servers: proxy.url(urls.nats), prefix, onError: () => {}, maxBuffered: 1_000_000, reconnect: { initialDelayMs: 1, maxDelayMs: 5 } }), key);
+    const r = clusteredHub(new NatsBackplane({ servers: urls.nats, prefix }), key);
+    t.after(async () => {
+      await Promise.all([a.hub.close(), r.hub.close()]);
+      await proxy.close();
+      trap.stop();
+    });
+    await Promise.all([a.backplane.ready(), r.backplane.ready()]);
+    let n = 0;
+    let running = true;
+    const pump = (async () => {
+      while (running) {
+        for (let i = 0; i < 20; i++) a.hub.notify(key, n, ++n);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    })();
+    for (let cut = 0; cut < 10; cut++) {
+      await new Promise((resolve) => setTimeout(resolve, 40));
+      proxy.cut();
+      proxy.restore(); // reachable again at once: a reset, not an outage
+    }
+    running = false;
+    await pump;
+    await a.backplane.ready({ timeoutMs: 60_000 });
+    await r.until((node) => node.changes.length >= n, `all ${n} changes`, 60_000);
+    await r.hub.drain();
+    const values = r.changes.map((c) => c.newValue as number);
+    assert.equal(values.length, n, 'none twice');
+    assert.ok(values.every((v, i) => v === i + 1), 'every change, in order');
+    assert.deepEqual(r.gaps, []);
+    assert.deepEqual(trap.errors, []);
+  });
 });
