@@ -139,15 +139,18 @@ export class PostgresSessionStore extends SessionStoreBase {
         // a value from before the wait. The session lock serialises every unit on the session, so variable
         // rows need no lock of their own.
         // The sweep never waits for a transaction that holds the session: SKIP LOCKED finds no row, a later sweep ends it.
-        const lock = `SELECT expires_at FROM ${this.#sessions} WHERE id = ${client.escapeLiteral(sessionId)} FOR UPDATE${access === 'sweeping' ? ' SKIP LOCKED' : ''}`;
+        // The lock's row carries the transaction's id and backend pid too, for a lost COMMIT reply: no statement of their own.
+        const lock = `SELECT expires_at, pg_current_xact_id()::text AS xid, pg_backend_pid() AS pid FROM ${this.#sessions}
+          WHERE id = ${client.escapeLiteral(sessionId)} FOR UPDATE${access === 'sweeping' ? ' SKIP LOCKED' : ''}`;
         const fetch = prefetch === undefined
           ? ''
           : `; SELECT value, value IS NULL AS unset, version FROM ${this.#variables}
               WHERE session_id = ${client.escapeLiteral(sessionId)} AND name = ${client.escapeLiteral(prefetch)}`;
-        const results = await transaction.begin('', `${lock}${fetch}`);
+        const results = await transaction.begin('', `${lock}${fetch}`, false);
         // Held from here until COMMIT: the units of a session commit in the order they get here.
         locked();
-        const row = (results[0] as pg.QueryResult<{ expires_at: string | null }> | undefined)?.rows[0];
+        const row = (results[0] as pg.QueryResult<{ expires_at: string | null; xid: string; pid: number }> | undefined)?.rows[0];
+        if (row !== undefined) transaction.identify(row);
         if (row === undefined || (access === 'live' && row.expires_at !== null && Number(row.expires_at) <= Date.now())) throw noSession(sessionId);
         // What this unit knows of its variables, its own writes included; the writes wait for the COMMIT.
         const known = new Map<string, StoredVariable | undefined>();

@@ -11,7 +11,9 @@ export interface PgTransaction {
    * then `statements`, in one round trip; returns the results of `statements`.
    * Notes the transaction's id, so that a lost COMMIT reply can be resolved.
    */
-  begin(mode?: string, statements?: string): Promise<pg.QueryResult[]>;
+  begin(mode?: string, statements?: string, identify?: boolean): Promise<pg.QueryResult[]>;
+  /** Notes the transaction's id and backend pid, when `statements` of {@link begin} read them (`identify` false). */
+  identify(identity: { xid: string; pid: number }): void;
   /** Throws if the connection was lost while no query was in flight (nothing can have committed). */
   assertConnected(): void;
   /**
@@ -46,11 +48,16 @@ export async function inTransaction<R>(pool: pg.Pool, work: (tx: PgTransaction) 
   const tx: PgTransaction = {
     client,
     assertConnected,
-    async begin(mode = '', statements) {
-      const text = `BEGIN ${mode}; SELECT pg_current_xact_id()::text AS xid, pg_backend_pid() AS pid${statements === undefined ? '' : `; ${statements}`}`;
-      const results = (await client.query(text)) as unknown as pg.QueryResult[];
-      identity = results[1]!.rows[0] as { xid: string; pid: number };
-      return results.slice(2);
+    async begin(mode = '', statements, identify = true) {
+      const parts = [`BEGIN ${mode}`];
+      if (identify) parts.push('SELECT pg_current_xact_id()::text AS xid, pg_backend_pid() AS pid');
+      if (statements !== undefined) parts.push(statements);
+      const results = (await client.query(parts.join('; '))) as unknown as pg.QueryResult[];
+      if (identify) identity = results[1]!.rows[0] as { xid: string; pid: number };
+      return results.slice(identify ? 2 : 1);
+    },
+    identify(given) {
+      identity = given;
     },
     async commit(statements = []) {
       assertConnected();
