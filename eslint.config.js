@@ -45,7 +45,7 @@ export default tseslint.config(
     ignores: ['src/stats/otel-bridge.ts'],
     rules: {
       'no-restricted-imports': layer(
-        ['../store/**', '../cluster/**', '../postgres/**', '../testing/**', '../*.js'],
+        ['../store/**', '../cluster/**', '../postgres/**', '../server/**', '../testing/**', '../*.js'],
         'the hub never imports a store, an engine, the testing kit or an entry point: it knows a backplane only through core/backplane-port',
       ),
     },
@@ -61,6 +61,7 @@ export default tseslint.config(
         patterns: [
           { group: ['../testing/**', '../*.js'], message: 'stores and backplanes never import the testing kit or an entry point' },
           { group: ['../postgres/**', 'pg'], message: 'PostgreSQL lives in src/postgres/, which builds on the store and the cluster, not the other way' },
+          { group: ['../server/**'], message: 'the server builds on the stores, not the other way' },
           { group: ['node:test'], message: 'no test runner outside the testing kit' },
         ],
       }],
@@ -71,8 +72,19 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': ['error', {
         patterns: [
-          { group: ['../testing/**', '../*.js'], message: 'the PostgreSQL engine never imports the testing kit or an entry point' },
+          { group: ['../testing/**', '../*.js', '../server/**'], message: 'the PostgreSQL engine never imports the testing kit, the server or an entry point' },
           { group: ['ioredis', '@nats-io/*', 'node:test'], message: 'src/postgres/ holds PostgreSQL only' },
+        ],
+      }],
+    },
+  },
+  {
+    files: ['src/server/**'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [
+          { group: ['../testing/**', '../*.js', '../postgres/**', '../cluster/**'], message: 'the server uses a hub and a store as given, through their public types' },
+          { group: ['pg', 'ioredis', '@nats-io/*', 'node:test'], message: 'engine clients belong to their own entry point' },
         ],
       }],
     },

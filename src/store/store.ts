@@ -75,6 +75,8 @@ export interface TransactionContext {
   /** Shared by every change the transaction announces (`meta.txId`). */
   readonly txId: string;
   get(name: string): Promise<JsonValue | undefined>;
+  /** The variable with its version (for a compare-and-set), or undefined when it does not exist. */
+  entry(name: string): Promise<{ readonly value: JsonValue | undefined; readonly version: number } | undefined>;
   set(name: string, value: unknown, meta?: Readonly<Record<string, unknown>>): Promise<SetResult>;
   delete(name: string): Promise<boolean>;
 }
@@ -428,6 +430,13 @@ export abstract class SessionStoreBase implements SessionStoreLike {
           const value = (await unit.read(name))?.value;
           assertOpen('get'); // timed out meanwhile: what was read belongs to a transaction that no longer is
           return value;
+        },
+        entry: async (name) => {
+          assertOpen('entry');
+          assertName(name);
+          const stored = await unit.read(name);
+          assertOpen('entry');
+          return stored === undefined ? undefined : { value: stored.value, version: stored.version };
         },
         set: async (name, value, meta) => {
           assertOpen('set');

@@ -1,0 +1,34 @@
+import { HeraldError } from '../core/errors.js';
+
+/** An error the HTTP API answers with its own code and status. */
+export class HttpError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+/** The status of each store and hub code (DESIGN 9.1); anything unknown is a 500. */
+const STATUS: Readonly<Record<string, number>> = {
+  HERALD_INVALID_ARGUMENT: 400,
+  HERALD_INVALID_KEY: 400,
+  HERALD_INVALID_OPTION: 400,
+  HERALD_INVALID_VALUE: 400,
+  HERALD_UNSERIALIZABLE: 400,
+  HERALD_NO_SESSION: 404,
+  HERALD_NO_VARIABLE: 404,
+  HERALD_SESSION_EXISTS: 409,
+  HERALD_TOO_LARGE: 413,
+  HERALD_CLOSED: 503,
+  HERALD_TIMEOUT: 503,
+  HERALD_STORE: 503,
+  HERALD_IN_DOUBT: 503,
+};
+
+/** What an error becomes on the wire: a status and `{ error: { code, message } }`, never a stack. */
+export function toHttp(error: unknown): { status: number; body: { error: { code: string; message: string } } } {
+  if (error instanceof HttpError) return { status: error.status, body: { error: { code: error.code, message: error.message } } };
+  if (error instanceof HeraldError) {
+    return { status: STATUS[error.code] ?? 500, body: { error: { code: error.code, message: error.message } } };
+  }
+  return { status: 500, body: { error: { code: 'HERALD_INTERNAL', message: 'the server failed to handle the request' } } };
+}
