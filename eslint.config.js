@@ -79,6 +79,17 @@ export default tseslint.config(
     },
   },
   {
+    files: ['src/cli/**'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [
+          { group: ['../testing/**', '../*.js', '../postgres/**', '../cluster/**'], message: 'the command line builds on the server, the hub and the stores' },
+          { group: ['node:test'], message: 'no test runner outside the testing kit' },
+        ],
+      }],
+    },
+  },
+  {
     files: ['src/server/**'],
     rules: {
       'no-restricted-imports': ['error', {
