@@ -6,6 +6,7 @@ import type { ObserverManager } from '../hub/observer-manager.js';
 import type { SessionStoreLike } from '../store/store.js';
 import { HttpApi, type HttpLimits } from './http-api.js';
 import { HttpError, toHttp } from './http-errors.js';
+import { prometheusText } from './metrics.js';
 
 /** Options of {@link createServer}. */
 export interface ServerOptions {
@@ -51,6 +52,12 @@ export function createServer(options: ServerOptions): HeraldServer {
     const path = new URL(request.url ?? '/', 'http://herald').pathname;
     if (closing) return reply(response, new HttpError(503, 'HERALD_CLOSING', 'the server is closing'));
     if (path === '/healthz') return void response.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    if (path === '/readyz') return void readiness(options.hub, options.store).then((problem) => {
+      response.writeHead(problem === undefined ? 200 : 503, { 'content-type': 'text/plain' }).end(problem === undefined ? 'ready\n' : `not ready: ${problem}\n`);
+    });
+    if (path === '/metrics') {
+      return void response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(prometheusText(options.hub.getStats()));
+    }
     if (api.handles(path)) return void api.handle(request, response, path);
     reply(response, new HttpError(404, 'HERALD_NOT_FOUND', `no route ${request.method ?? '?'} ${path}`));
   });
@@ -76,6 +83,20 @@ export function createServer(options: ServerOptions): HeraldServer {
       });
     },
   };
+}
+
+/** Why the server is not ready (the hub closed, the store unreachable, the backplane not connected), or undefined. */
+async function readiness(hub: ObserverManager, store: SessionStoreLike): Promise<string | undefined> {
+  if (hub.closed) return 'the hub is closed';
+  if (store.closed === true) return 'the store is closed';
+  const state = hub.backplane?.state;
+  if (state !== undefined && state !== 'connected') return `the backplane is ${state}`;
+  try {
+    await store.getSession('herald-readiness-probe');
+    return undefined;
+  } catch (error) {
+    return `the store does not answer: ${(error as Error).message}`;
+  }
 }
 
 function reply(response: ServerResponse, error: HttpError): void {

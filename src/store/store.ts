@@ -106,6 +106,8 @@ export interface SessionStoreLike {
   /** Removes expired sessions now, as the expiry timer does; returns how many. */
   expireSessions(): Promise<number>;
   close(): Promise<void>;
+  /** True once `close()` has been called. */
+  readonly closed?: boolean;
 }
 
 /** The hub key of a variable. Both parts are URI-encoded (and `*` too), so keys and session patterns stay unambiguous. */
@@ -671,6 +673,11 @@ export abstract class SessionStoreBase implements SessionStoreLike {
 
   #assertOpen(): void {
     if (this.#closed) throw new HeraldError('HERALD_CLOSED', 'the store is closed');
+  }
+
+  /** True once `close()` has been called. */
+  get closed(): boolean {
+    return this.#closed;
   }
 }
 

@@ -149,3 +149,24 @@ test('HTTP API - a 413 is answered in full before the connection closes, even wh
   assert.match(received, /^HTTP\/1\.1 413/);
   assert.match(received, /"code":"HERALD_TOO_LARGE"/);
 });
+
+test('/healthz, /readyz and /metrics: alive, ready while the store answers (503 once it does not), and the hub\'s stats as Prometheus text', async (t) => {
+  const { base, hub, store } = await serve(t);
+  const root = base.replace(/\/v1$/, '');
+  assert.equal((await fetch(`${root}/healthz`)).status, 200);
+  assert.equal((await fetch(`${root}/readyz`)).status, 200);
+  await call(`${base}/sessions`, 'POST', { id: 'm' });
+  hub.observe('any', () => {});
+  await call(`${base}/sessions/m/variables/x`, 'PUT', { value: 1 });
+  const metrics = await fetch(`${root}/metrics`);
+  assert.match(metrics.headers.get('content-type') ?? '', /text\/plain; version=0\.0\.4/);
+  const text = await metrics.text();
+  assert.match(text, /^# TYPE herald_notifications_total counter$/m);
+  assert.match(text, /^herald_notifications_total 1$/m);
+  assert.match(text, /^herald_observers 1$/m);
+  assert.doesNotMatch(text, /herald_backplane_/, 'no backplane metrics on a hub of one process');
+  await store.close();
+  const notReady = await fetch(`${root}/readyz`);
+  assert.equal(notReady.status, 503);
+  assert.match(await notReady.text(), /not ready/);
+});
