@@ -84,6 +84,8 @@ export abstract class Backplane implements BackplanePort {
   #idleWaiters: (() => void)[] = [];
   /** Woken when interest has nothing left to do, or the connection goes. */
   #subscribedWaiters: (() => void)[] = [];
+  /** Ends close()'s wait for what is in flight when the connection is lost. */
+  #onLost: (() => void) | undefined;
   #closing: Promise<void> | undefined;
   readonly #lastSeen = new Map<string, number>();
   #lastError: string | undefined;
@@ -123,9 +125,7 @@ export abstract class Backplane implements BackplanePort {
       failed: (error) => this.reportError(error),
       retryDelay: (attempt) => this.backoff(attempt),
     }, () => {
-      const waiters = this.#subscribedWaiters;
-      this.#subscribedWaiters = [];
-      for (const wake of waiters) wake();
+      this.#wakeSubscribed();
       this.#wakeIfIdle();
     });
   }
@@ -274,7 +274,7 @@ export abstract class Backplane implements BackplanePort {
       this.#onLost = undefined;
     }
     this.#setState('closed');
-    for (const wake of this.#subscribedWaiters.splice(0)) wake();
+    this.#wakeSubscribed();
     // Changes still waiting for the engine will never reach it: counted, not lost silently.
     this.#outgoing.stop();
     this.#wakeIdle();
@@ -287,9 +287,6 @@ export abstract class Backplane implements BackplanePort {
       clearTimeout(timer);
     }
   }
-
-  /** Ends close()'s wait for what is in flight when the connection is lost. */
-  #onLost: (() => void) | undefined;
 
   // ---- what an engine implements ----
 
@@ -413,9 +410,7 @@ export abstract class Backplane implements BackplanePort {
     this.#setState(this.#everConnected ? 'reconnecting' : 'connecting');
     this.#interest.pause();
     this.#outgoing.pause();
-    const waiters = this.#subscribedWaiters;
-    this.#subscribedWaiters = [];
-    for (const wake of waiters) wake();
+    this.#wakeSubscribed();
     // What was in flight will not be handed over on this connection: close() stops waiting for it.
     this.#onLost?.();
   }
@@ -515,6 +510,12 @@ export abstract class Backplane implements BackplanePort {
 
   #wakeIfIdle(): void {
     if (this.#isIdle() || this.#state === 'closed') this.#wakeIdle();
+  }
+
+  #wakeSubscribed(): void {
+    const waiters = this.#subscribedWaiters;
+    this.#subscribedWaiters = [];
+    for (const wake of waiters) wake();
   }
 
   #wakeIdle(): void {
