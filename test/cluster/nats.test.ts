@@ -6,7 +6,7 @@ import { NatsBackplane } from '../../src/nats.js';
 import { backplaneSuite } from '../../src/testing.js';
 import { engineGate, urls } from '../support/engines.js';
 import { faultTests } from '../support/faults.js';
-import { clusterContract } from '../support/cluster-contract.js';
+import { clusterContract, type ClusterContractOptions } from '../support/cluster-contract.js';
 import { clusterProperty } from '../support/cluster-property.js';
 import { OwnNatsServer } from '../support/nats-server.js';
 import { TcpProxy } from '../support/proxy.js';
@@ -41,12 +41,15 @@ faultTests({
 const own = skip === false ? await OwnNatsServer.start() : undefined;
 after(() => own?.stop());
 
-clusterContract({
+/** The engine as the order-and-interest tests and the property drive it. */
+const cluster: ClusterContractOptions = {
   engine: 'nats',
   url: own?.url ?? urls.nats,
   backplane: (url, options) => new NatsBackplane({ servers: url, prefix, ...(own === undefined ? {} : { monitorUrl: own.monitorUrl }), ...options }),
   skip,
-});
+};
+
+clusterContract(cluster);
 
 describe('nats backplane: limits', { skip }, () => {
   test('a key or pattern whose subject passes the server\'s protocol line limit is refused up front with a coded error, and nothing is changed', async (t) => {
@@ -65,12 +68,7 @@ describe('nats backplane: limits', { skip }, () => {
   });
 });
 
-clusterProperty({
-  engine: 'nats',
-  url: own?.url ?? urls.nats,
-  backplane: (url, options) => new NatsBackplane({ servers: url, prefix, ...(own === undefined ? {} : { monitorUrl: own.monitorUrl }), ...options }),
-  skip,
-});
+clusterProperty(cluster);
 
 describe('nats backplane: resets', { skip }, () => {
   test('changes written into a socket that resets while the server stays reachable are sent again: a node never cut receives every one, once, in order', { timeout: 120_000 }, async (t) => {

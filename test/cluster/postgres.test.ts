@@ -7,7 +7,7 @@ import { backplaneSuite } from '../../src/testing.js';
 import { engineGate, urls } from '../support/engines.js';
 import { clusteredHub, trapUnhandled, uniqueKey, type ClusteredHub } from '../support/cluster.js';
 import { faultTests } from '../support/faults.js';
-import { clusterContract } from '../support/cluster-contract.js';
+import { clusterContract, type ClusterContractOptions } from '../support/cluster-contract.js';
 import { clusterProperty } from '../support/cluster-property.js';
 import { within } from '../support/deadline.js';
 import { TcpProxy } from '../support/proxy.js';
@@ -54,12 +54,15 @@ faultTests({
   skip,
 });
 
-clusterContract({
+/** The engine as the order-and-interest tests and the property drive it. */
+const cluster: ClusterContractOptions = {
   engine: 'postgres',
   url: urls.postgres,
-  backplane: (url, options) => new PostgresBackplane({ connectionString: url, schema: faultSchema, ...options }),
+  backplane: (url, options) => new PostgresBackplane({ connectionString: url, schema: faultSchema, pruneIntervalMs: 0, ...options }),
   skip,
-});
+};
+
+clusterContract(cluster);
 
 describe('postgres backplane: replay limits', { skip }, () => {
   test('a replay the outbox was pruned past ends in a "replay-incomplete" gap signal, and later changes flow', { timeout: 60_000 }, async (t) => {
@@ -220,12 +223,7 @@ describe('postgres backplane: one ordered inbound path', { skip }, () => {
   });
 });
 
-clusterProperty({
-  engine: 'postgres',
-  url: urls.postgres,
-  backplane: (url, options) => new PostgresBackplane({ connectionString: url, schema: faultSchema, pruneIntervalMs: 0, ...options }),
-  skip,
-});
+clusterProperty(cluster);
 
 describe('postgres backplane: review cases', { skip }, () => {
   function pairOn(t: TestContext, name: string, bUrl = urls.postgres, bOptions: BackplaneOptions = {}): { a: ClusteredHub; b: ClusteredHub; schema: string } {

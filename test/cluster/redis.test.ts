@@ -9,7 +9,7 @@ import { clusteredHub, trapUnhandled, uniqueKey } from '../support/cluster.js';
 import { within } from '../support/deadline.js';
 import { faultTests } from '../support/faults.js';
 import { TcpProxy } from '../support/proxy.js';
-import { clusterContract } from '../support/cluster-contract.js';
+import { clusterContract, type ClusterContractOptions } from '../support/cluster-contract.js';
 import { clusterProperty } from '../support/cluster-property.js';
 
 const skip = await engineGate('redis');
@@ -42,12 +42,15 @@ faultTests({
   skip,
 });
 
-clusterContract({
+/** The engine as the order-and-interest tests and the property drive it. */
+const cluster: ClusterContractOptions = {
   engine: 'redis',
   url: urls.redis,
   backplane: (url, options) => new RedisBackplane({ url, prefix, ...options }),
   skip,
-});
+};
+
+clusterContract(cluster);
 
 describe('redis backplane: the publisher connection', { skip }, () => {
   test('an observer removed while only the publisher connection is down leaves no engine subscription, and no gap is signalled', { timeout: 60_000 }, async (t) => {
@@ -157,9 +160,4 @@ describe('redis backplane: gap markers and options', { skip }, () => {
   });
 });
 
-clusterProperty({
-  engine: 'redis',
-  url: urls.redis,
-  backplane: (url, options) => new RedisBackplane({ url, prefix, ...options }),
-  skip,
-});
+clusterProperty(cluster);

@@ -280,21 +280,22 @@ test('PostgresSessionStore - a session deleted by another process ends this proc
   assert.deepEqual(reasons, ['session-ended']);
 });
 
-/** A store whose every connection goes through a proxy that can break one chosen query. */
-async function proxiedStore(t: TestContext, hub: ObserverManager, options: { commitCheckMs?: number } = {}): Promise<{ store: PostgresSessionStore; proxy: TcpProxy }> {
+/** A store whose every connection goes through a proxy that can break one chosen query, and a session on it. */
+async function proxiedStore(t: TestContext, hub: ObserverManager, options: { commitCheckMs?: number } = {}): Promise<{ store: PostgresSessionStore; proxy: TcpProxy; id: string }> {
   const proxy = await TcpProxy.start(url);
   t.after(() => proxy.close());
   const store = new PostgresSessionStore({ hub, connectionString: proxy.url(url), schema, expiryCheckMs: 0, ...options });
   t.after(() => store.close());
-  return { store, proxy };
+  // A session whose variable v is at version 1: where each test's lost COMMIT starts.
+  const id = uniqueId();
+  await store.createSession(id);
+  await store.set(id, 'v', 1);
+  return { store, proxy, id };
 }
 
 test('PostgresSessionStore - a write whose COMMIT reply is lost after it committed is announced and returned as made', { skip }, async (t) => {
   const hub = createHub(t);
-  const { store, proxy } = await proxiedStore(t, hub);
-  const id = uniqueId();
-  await store.createSession(id);
-  await store.set(id, 'v', 1);
+  const { store, proxy, id } = await proxiedStore(t, hub);
   const seen: Change[] = [];
   hub.observe(`session/${id}/v`, (change) => void seen.push(change));
   const lost = proxy.loseReply('COMMIT\0', 'COMMIT\0');
@@ -308,10 +309,7 @@ test('PostgresSessionStore - a write whose COMMIT reply is lost after it committ
 
 test('PostgresSessionStore - a transaction whose COMMIT never reached the server rejects HERALD_STORE, announces nothing and changes nothing', { skip }, async (t) => {
   const hub = createHub(t);
-  const { store, proxy } = await proxiedStore(t, hub);
-  const id = uniqueId();
-  await store.createSession(id);
-  await store.set(id, 'v', 1);
+  const { store, proxy, id } = await proxiedStore(t, hub);
   await expectNoChange(hub, `session/${id}/v`, async () => {
     const lost = proxy.loseQuery('COMMIT\0');
     await assert.rejects(within(store.transaction(id, (tx) => tx.set('v', 2)), 15_000, 'the transaction to resolve its lost COMMIT'), {
@@ -324,10 +322,7 @@ test('PostgresSessionStore - a transaction whose COMMIT never reached the server
 
 test('PostgresSessionStore - a COMMIT whose outcome the server cannot be asked about rejects HERALD_IN_DOUBT after commitCheckMs, never "rolled back"', { skip }, async (t) => {
   const hub = createHub(t);
-  const { store, proxy } = await proxiedStore(t, hub, { commitCheckMs: 300 });
-  const id = uniqueId();
-  await store.createSession(id);
-  await store.set(id, 'v', 1);
+  const { store, proxy, id } = await proxiedStore(t, hub, { commitCheckMs: 300 });
   const lost = proxy.loseReply('COMMIT\0', 'COMMIT\0').then(() => proxy.cut());
   await assert.rejects(within(store.set(id, 'v', 2), 10_000, 'the set to give up on its lost COMMIT'), {
     code: 'HERALD_IN_DOUBT', message: /may have/,
@@ -431,10 +426,7 @@ test('PostgresSessionStore - watching a session made again by another process en
 
 test('PostgresSessionStore - a COMMIT whose reply never comes on a connection that stays open is looked into after commitCheckMs, announced, and later writes follow it in order', { skip }, async (t) => {
   const hub = createHub(t);
-  const { store, proxy } = await proxiedStore(t, hub, { commitCheckMs: 300 });
-  const id = uniqueId();
-  await store.createSession(id);
-  await store.set(id, 'v', 1);
+  const { store, proxy, id } = await proxiedStore(t, hub, { commitCheckMs: 300 });
   const seen: unknown[] = [];
   hub.observe(`session/${id}/v`, (change) => void seen.push(change.newValue));
   const silenced = proxy.silenceReply('COMMIT\0', 'COMMIT\0');
@@ -449,10 +441,7 @@ test('PostgresSessionStore - a COMMIT whose reply never comes on a connection th
 
 test('PostgresSessionStore - the check of a lost COMMIT gives up after commitCheckMs when the server accepts connections and never answers', { skip }, async (t) => {
   const hub = createHub(t);
-  const { store, proxy } = await proxiedStore(t, hub, { commitCheckMs: 300 });
-  const id = uniqueId();
-  await store.createSession(id);
-  await store.set(id, 'v', 1);
+  const { store, proxy, id } = await proxiedStore(t, hub, { commitCheckMs: 300 });
   const lost = proxy.loseReply('COMMIT\0', 'COMMIT\0').then(() => proxy.stall());
   await assert.rejects(within(store.set(id, 'v', 2), 10_000, 'the check to give up'), { code: 'HERALD_IN_DOUBT' });
   await lost;
