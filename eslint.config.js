@@ -7,6 +7,9 @@ import tseslint from 'typescript-eslint';
 /** Engine clients and test runners: each only in the layer that owns it. */
 const ENGINES = ['pg', 'ioredis', '@nats-io/*', '@opentelemetry/*', 'node:test'];
 
+/** The server's own dependencies: only src/server and src/cli load them, so a program that imports the library never does. */
+const SERVER_ONLY = { group: ['ws', 'jose', 'pino'], message: 'the server\'s dependencies are loaded by herald/server and the herald command only' };
+
 /**
  * A `no-restricted-imports` rule that refuses the given relative folders and the engines, saying why.
  * @param {string[]} forbidden
@@ -17,6 +20,7 @@ function layer(forbidden, why) {
     patterns: [
       { group: forbidden, message: why },
       { group: ENGINES, message: `${why}: engine clients and test runners belong to their own entry point` },
+      SERVER_ONLY,
     ],
   }];
 }
@@ -52,7 +56,7 @@ export default tseslint.config(
   },
   {
     files: ['src/stats/otel-bridge.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['../store/**', '../cluster/**', '../postgres/**', '../testing/**', '../hub/**', '../delivery/**', '../*.js'], message: 'the OpenTelemetry bridge reads only the public stats' }] }] },
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['../store/**', '../cluster/**', '../postgres/**', '../testing/**', '../hub/**', '../delivery/**', '../*.js'], message: 'the OpenTelemetry bridge reads only the public stats' }, SERVER_ONLY] }] },
   },
   {
     files: ['src/store/**', 'src/cluster/**'],
@@ -63,6 +67,7 @@ export default tseslint.config(
           { group: ['../postgres/**', 'pg'], message: 'PostgreSQL lives in src/postgres/, which builds on the store and the cluster, not the other way' },
           { group: ['../server/**'], message: 'the server builds on the stores, not the other way' },
           { group: ['node:test'], message: 'no test runner outside the testing kit' },
+          SERVER_ONLY,
         ],
       }],
     },
@@ -74,6 +79,7 @@ export default tseslint.config(
         patterns: [
           { group: ['../testing/**', '../*.js', '../server/**'], message: 'the PostgreSQL engine never imports the testing kit, the server or an entry point' },
           { group: ['ioredis', '@nats-io/*', 'node:test'], message: 'src/postgres/ holds PostgreSQL only' },
+          SERVER_ONLY,
         ],
       }],
     },
@@ -83,8 +89,9 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': ['error', {
         patterns: [
-          { group: ['../testing/**', '../*.js', '../postgres/**', '../cluster/**'], message: 'the command line builds on the server, the hub and the stores' },
-          { group: ['node:test'], message: 'no test runner outside the testing kit' },
+          // Engines come through their entry points, loaded only when a flag asks for one.
+          { group: ['../testing/**', '../testing.js', '../postgres/**', '../cluster/**'], message: 'the command line builds on the server, the hub, the stores and the engines\' entry points' },
+          { group: ['pg', 'ioredis', '@nats-io/*', 'node:test'], message: 'engine clients come through their entry points (herald/postgres, herald/redis, herald/nats)' },
         ],
       }],
     },
@@ -99,6 +106,11 @@ export default tseslint.config(
         ],
       }],
     },
+  },
+  {
+    // The library's entry points: importing herald never loads the server or its dependencies.
+    files: ['src/index.ts', 'src/testing.ts', 'src/postgres.ts', 'src/redis.ts', 'src/nats.ts', 'src/otel.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['./server/**', './cli/**'], message: 'only herald/server and the herald command load the server' }, SERVER_ONLY] }] },
   },
   {
     // Tests and the benchmark drive values of unknown shape on purpose.

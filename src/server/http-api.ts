@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { JsonValue } from '../core/json.js';
 import type { SessionInfo, SessionStoreLike } from '../store/store.js';
+import { authorize, type Grant } from './auth.js';
 import { HttpError, toHttp } from './http-errors.js';
 
 /** Limits of the HTTP API. */
@@ -12,7 +13,9 @@ export interface HttpLimits {
 }
 
 type Params = readonly string[];
-type Handler = (request: IncomingMessage, params: Params, limits: HttpLimits) => Promise<Reply>;
+type Handler = (request: IncomingMessage, params: Params, limits: HttpLimits, grant: Grant) => Promise<Reply>;
+/** What a route needs of a token: reading or writing the session of its path, or (create) what its handler checks. */
+type Access = 'read' | 'write' | 'create';
 interface Reply {
   readonly status: number;
   readonly body?: unknown;
@@ -25,19 +28,19 @@ interface Reply {
  * transactions. Every error is `{ error: { code, message } }` with its status.
  */
 export class HttpApi {
-  readonly #routes: readonly (readonly [method: string, path: RegExp, handler: Handler])[];
+  readonly #routes: readonly (readonly [method: string, path: RegExp, access: Access, handler: Handler])[];
 
   constructor(readonly store: SessionStoreLike, readonly limits: HttpLimits) {
     const segment = '([^/]+)';
     this.#routes = [
-      ['POST', /^\/v1\/sessions$/, (request, _params, l) => this.#createSession(request, l)],
-      ['GET', new RegExp(`^/v1/sessions/${segment}$`), (_request, [id]) => this.#getSession(id!)],
-      ['DELETE', new RegExp(`^/v1/sessions/${segment}$`), (_request, [id]) => this.#deleteSession(id!)],
-      ['GET', new RegExp(`^/v1/sessions/${segment}/variables$`), (_request, [id]) => this.#list(id!)],
-      ['GET', new RegExp(`^/v1/sessions/${segment}/variables/${segment}$`), (_request, [id, name]) => this.#get(id!, name!)],
-      ['PUT', new RegExp(`^/v1/sessions/${segment}/variables/${segment}$`), (request, [id, name], l) => this.#put(request, id!, name!, l)],
-      ['DELETE', new RegExp(`^/v1/sessions/${segment}/variables/${segment}$`), (_request, [id, name]) => this.#delete(id!, name!)],
-      ['POST', new RegExp(`^/v1/sessions/${segment}/transaction$`), (request, [id], l) => this.#transaction(request, id!, l)],
+      ['POST', /^\/v1\/sessions$/, 'create', (request, _params, l, grant) => this.#createSession(request, l, grant)],
+      ['GET', new RegExp(`^/v1/sessions/${segment}$`), 'read', (_request, [id]) => this.#getSession(id!)],
+      ['DELETE', new RegExp(`^/v1/sessions/${segment}$`), 'write', (_request, [id]) => this.#deleteSession(id!)],
+      ['GET', new RegExp(`^/v1/sessions/${segment}/variables$`), 'read', (_request, [id]) => this.#list(id!)],
+      ['GET', new RegExp(`^/v1/sessions/${segment}/variables/${segment}$`), 'read', (_request, [id, name]) => this.#get(id!, name!)],
+      ['PUT', new RegExp(`^/v1/sessions/${segment}/variables/${segment}$`), 'write', (request, [id, name], l) => this.#put(request, id!, name!, l)],
+      ['DELETE', new RegExp(`^/v1/sessions/${segment}/variables/${segment}$`), 'write', (_request, [id, name]) => this.#delete(id!, name!)],
+      ['POST', new RegExp(`^/v1/sessions/${segment}/transaction$`), 'write', (request, [id], l) => this.#transaction(request, id!, l)],
     ];
   }
 
@@ -47,10 +50,10 @@ export class HttpApi {
   }
 
   /** Answers one request; never throws. */
-  async handle(request: IncomingMessage, response: ServerResponse, path: string): Promise<void> {
+  async handle(request: IncomingMessage, response: ServerResponse, path: string, grant: Grant): Promise<void> {
     let reply: Reply;
     try {
-      reply = await this.#route(request, path);
+      reply = await this.#route(request, path, grant);
     } catch (error) {
       const { status, body } = toHttp(error);
       reply = { status, body };
@@ -58,23 +61,27 @@ export class HttpApi {
     send(response, reply);
   }
 
-  async #route(request: IncomingMessage, path: string): Promise<Reply> {
+  async #route(request: IncomingMessage, path: string, grant: Grant): Promise<Reply> {
     let allowed: string[] | undefined;
-    for (const [method, pattern, handler] of this.#routes) {
+    for (const [method, pattern, access, handler] of this.#routes) {
       const match = pattern.exec(path);
       if (match === null) continue;
       if (method !== request.method) {
         (allowed ??= []).push(method);
         continue;
       }
-      return handler(request, match.slice(1).map(decodePart), this.limits);
+      const params = match.slice(1).map(decodePart);
+      if (access !== 'create') authorize(grant, params[0], access === 'write');
+      return handler(request, params, this.limits, grant);
     }
     if (allowed !== undefined) throw new HttpError(405, 'HERALD_METHOD_NOT_ALLOWED', `${request.method ?? '?'} ${path} is not allowed: use ${allowed.join(' or ')}`);
     throw new HttpError(404, 'HERALD_NOT_FOUND', `no route ${request.method ?? '?'} ${path}`);
   }
 
-  async #createSession(request: IncomingMessage, limits: HttpLimits): Promise<Reply> {
+  async #createSession(request: IncomingMessage, limits: HttpLimits, grant: Grant): Promise<Reply> {
     const body = objectBody(await readJson(request, limits), 'the body');
+    // Without an id the server makes one up, which only a token for every session may cover.
+    authorize(grant, typeof body['id'] === 'string' ? body['id'] : undefined, true);
     const id = body['id'] === undefined ? globalThis.crypto.randomUUID() : body['id'];
     const options: { ttlMs?: number; meta?: JsonValue } = {};
     if (body['ttlMs'] !== undefined) options.ttlMs = body['ttlMs'] as number;

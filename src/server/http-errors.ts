@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import { HeraldError } from '../core/errors.js';
 
 /** An error the HTTP API answers with its own code and status. */
@@ -31,4 +32,12 @@ export function toHttp(error: unknown): { status: number; body: { error: { code:
     return { status: STATUS[error.code] ?? 500, body: { error: { code: error.code, message: error.message } } };
   }
   return { status: 500, body: { error: { code: 'HERALD_INTERNAL', message: 'the server failed to handle the request' } } };
+}
+
+/** Answers with `error` as JSON (or, once a response has begun, just ends it). */
+export function replyError(response: ServerResponse, error: unknown): void {
+  if (response.headersSent) return void response.end();
+  const { status, body } = toHttp(error);
+  const text = JSON.stringify(body);
+  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' }).end(text);
 }

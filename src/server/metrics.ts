@@ -1,4 +1,5 @@
 import type { Stats } from '../core/types.js';
+import type { TransportCounters, TransportName } from './connections.js';
 
 /** One metric: its name, type, help text and what it reads from the stats. */
 type Metric = readonly [name: string, type: 'counter' | 'gauge', help: string, read: (stats: Stats) => number | undefined];
@@ -28,13 +29,27 @@ const METRICS: readonly Metric[] = [
   ['herald_backplane_gaps_total', 'counter', 'Gap signals raised by the backplane.', (s) => s.backplane?.gaps],
 ];
 
-/** The hub's stats in the Prometheus text format (version 0.0.4). */
-export function prometheusText(stats: Stats): string {
+/** One metric per transport. */
+type TransportMetric = readonly [name: string, type: 'counter' | 'gauge', help: string, read: (counters: TransportCounters) => number];
+
+const TRANSPORT_METRICS: readonly TransportMetric[] = [
+  ['herald_connections', 'gauge', 'Watching connections open now.', (c) => c.connections],
+  ['herald_subscriptions', 'gauge', 'Watches open now.', (c) => c.subscriptions],
+  ['herald_events_sent_total', 'counter', 'Events (changes and gaps) written to watchers.', (c) => c.eventsSent],
+  ['herald_events_dropped_total', 'counter', 'Events not written because the connection was over its send bound (it then ends as slow-consumer).', (c) => c.eventsDropped],
+];
+
+/** The hub's stats and the server's per-transport counters in the Prometheus text format (version 0.0.4). */
+export function prometheusText(stats: Stats, transports: Readonly<Record<TransportName, TransportCounters>>): string {
   let text = '';
   for (const [name, type, help, read] of METRICS) {
     const value = read(stats);
     if (value === undefined) continue;
     text += `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${value}\n`;
+  }
+  for (const [name, type, help, read] of TRANSPORT_METRICS) {
+    text += `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n`;
+    for (const [transport, counters] of Object.entries(transports)) text += `${name}{transport="${transport}"} ${read(counters)}\n`;
   }
   return text;
 }

@@ -1,66 +1,144 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { assertOptions, integerOption } from '../core/assert.js';
 import { InvalidArgumentError } from '../core/errors.js';
+import type { Subscription } from '../core/types.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
 import type { SessionStoreLike } from '../store/store.js';
+import { Auth, OPEN, type AuthOptions, type Grant } from './auth.js';
+import { Connections, type ServerContext, type WatchLimits, type WatchTimers } from './connections.js';
+import { WatchHistory } from './history.js';
 import { HttpApi, type HttpLimits } from './http-api.js';
-import { HttpError, toHttp } from './http-errors.js';
+import { HttpError, replyError } from './http-errors.js';
 import { prometheusText } from './metrics.js';
+import { SseTransport } from './sse.js';
+import { WebSocketTransport } from './websocket.js';
+
+/** Every limit of a server, each with its default (DESIGN 9.3). */
+export interface ServerLimits extends HttpLimits, WatchLimits {
+  /** Changes kept for replay; 0 keeps none, and every resume is a gap. @default 10000 */
+  readonly history: number;
+  /** Bytes of changes kept for replay at most. @default 67108864 (64 MiB) */
+  readonly historyBytes: number;
+}
 
 /** Options of {@link createServer}. */
 export interface ServerOptions {
   readonly hub: ObserverManager;
   readonly store: SessionStoreLike;
-  readonly limits?: Partial<HttpLimits>;
+  /** Tokens (DESIGN 9.3). Without it, no token is asked for: keep such a server on loopback. */
+  readonly auth?: AuthOptions;
+  readonly limits?: Partial<ServerLimits>;
+  /** SSE heartbeat and WebSocket ping periods. */
+  readonly timers?: Partial<WatchTimers>;
+  /** How long `close()` lets watchers take their `server-closing` before cutting them off. @default 5000 */
+  readonly closeGraceMs?: number;
 }
 
-/** A herald server: the store's HTTP API (DESIGN 9.1) on one HTTP server. */
+/** A herald server: the store's HTTP API and its watchers over SSE and WebSocket, on one HTTP server. */
 export interface HeraldServer {
   /** Starts listening; resolves with the address once it does. */
   listen(port?: number, host?: string): Promise<AddressInfo>;
   /** Where it listens, once it does. */
   readonly address: AddressInfo | undefined;
-  /** Stops accepting, ends open connections, and resolves once the server is closed. */
+  /**
+   * Stops accepting (new requests get 503 `HERALD_CLOSING`), ends every
+   * watch with `server-closing`, lets requests under way finish, and resolves
+   * once the server is closed. The hub and store stay open: they are the caller's.
+   */
   close(): Promise<void>;
 }
 
+const SSE_PATH = /^\/v1\/sessions\/([^/]+)\/watch$/;
+
 /**
- * A server for a program that embeds herald: the HTTP API of a hub's store.
+ * A server for a program that embeds herald: a hub's store over HTTP (DESIGN
+ * 9.1), watched over SSE and WebSocket (9.2), with tokens and limits (9.3)
+ * and `/healthz`, `/readyz`, `/metrics` (9.4).
  *
  * @example
  * ```ts
  * import { ObserverManager, SessionStore } from 'herald';
  * import { createServer } from 'herald/server';
  * const hub = new ObserverManager();
- * const server = createServer({ hub, store: new SessionStore({ hub }) });
+ * const server = createServer({ hub, store: new SessionStore({ hub }), auth: { secret: process.env.HERALD_TOKEN_SECRET! } });
  * const { port } = await server.listen(7070, '127.0.0.1');
  * ```
  */
 export function createServer(options: ServerOptions): HeraldServer {
   assertOptions(options, 'options');
-  if (typeof options.hub?.notify !== 'function') throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.hub', 'an ObserverManager', options.hub);
-  if (typeof options.store?.transaction !== 'function') throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.store', 'a session store', options.store);
-  assertOptions(options.limits, 'options.limits');
-  const limits: HttpLimits = {
-    maxBodyBytes: integerOption(options.limits?.maxBodyBytes, 'options.limits.maxBodyBytes', 1024 * 1024, 1),
-    maxTransactionOps: integerOption(options.limits?.maxTransactionOps, 'options.limits.maxTransactionOps', 1000, 1),
+  const { hub, store } = options;
+  if (typeof hub?.notify !== 'function') throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.hub', 'an ObserverManager', hub);
+  if (typeof store?.transaction !== 'function') throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.store', 'a session store', store);
+  const limits = serverLimits(options.limits);
+  assertOptions(options.timers, 'options.timers');
+  const timers: WatchTimers = {
+    heartbeatMs: integerOption(options.timers?.heartbeatMs, 'options.timers.heartbeatMs', 15_000, 10),
+    pingIntervalMs: integerOption(options.timers?.pingIntervalMs, 'options.timers.pingIntervalMs', 25_000, 10),
   };
-  const api = new HttpApi(options.store, limits);
+  const closeGraceMs = integerOption(options.closeGraceMs, 'options.closeGraceMs', 5000, 0);
+  const auth = authOf(options.auth);
+
+  const history = new WatchHistory(hub, { events: limits.history, bytes: limits.historyBytes });
+  // On a cluster, this node hears every session's changes, so any node can replay them; a gap means some may be missing.
+  const interest: Subscription | undefined = hub.backplane === undefined
+    ? undefined
+    : hub.observePattern('session/**', () => undefined, { label: 'herald server history', onGap: (gap) => history.breakReplay(gap) });
+  const connections = new Connections(limits.maxConnections);
+  const context: ServerContext = { hub, store, history, auth, limits, timers, connections };
+  const api = new HttpApi(store, limits);
+  const sse = new SseTransport(context);
+  const ws = new WebSocketTransport(context);
   let closing = false;
+
+  const grantOf = (request: IncomingMessage, url: URL): Promise<Grant> => (auth === undefined ? Promise.resolve(OPEN) : auth.grant(request, url));
+
   const http: HttpServer = createHttpServer((request: IncomingMessage, response: ServerResponse) => {
-    const path = new URL(request.url ?? '/', 'http://herald').pathname;
-    if (closing) return reply(response, new HttpError(503, 'HERALD_CLOSING', 'the server is closing'));
-    if (path === '/healthz') return void response.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-    if (path === '/readyz') return void readiness(options.hub, options.store).then((problem) => {
-      response.writeHead(problem === undefined ? 200 : 503, { 'content-type': 'text/plain' }).end(problem === undefined ? 'ready\n' : `not ready: ${problem}\n`);
-    });
-    if (path === '/metrics') {
-      return void response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(prometheusText(options.hub.getStats()));
-    }
-    if (api.handles(path)) return void api.handle(request, response, path);
-    reply(response, new HttpError(404, 'HERALD_NOT_FOUND', `no route ${request.method ?? '?'} ${path}`));
+    void route(request, response).catch((error: unknown) => replyError(response, error));
   });
+  async function route(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const url = new URL(request.url ?? '/', 'http://herald');
+    const path = url.pathname;
+    if (closing) return replyError(response, new HttpError(503, 'HERALD_CLOSING', 'the server is closing'));
+    if (path === '/healthz') return void response.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    if (path === '/readyz') {
+      const problem = await readiness(hub, store);
+      return void response.writeHead(problem === undefined ? 200 : 503, { 'content-type': 'text/plain' }).end(problem === undefined ? 'ready\n' : `not ready: ${problem}\n`);
+    }
+    const grant = await grantOf(request, url);
+    if (path === '/metrics') {
+      return void response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(prometheusText(hub.getStats(), connections.counters));
+    }
+    const watch = SSE_PATH.exec(path);
+    if (watch !== null) {
+      if (request.method !== 'GET') throw new HttpError(405, 'HERALD_METHOD_NOT_ALLOWED', `${request.method ?? '?'} ${path} is not allowed: use GET`);
+      let session: string;
+      try {
+        session = decodeURIComponent(watch[1]!);
+      } catch {
+        throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', 'the session in the path is not valid percent-encoding');
+      }
+      return sse.watch(request, response, url, session, grant);
+    }
+    if (api.handles(path)) return api.handle(request, response, path, grant);
+    throw new HttpError(404, 'HERALD_NOT_FOUND', `no route ${request.method ?? '?'} ${path}`);
+  }
+
+  http.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => socket.destroy());
+    const url = new URL(request.url ?? '/', 'http://herald');
+    void (async () => {
+      if (url.pathname !== '/v1/ws') throw new HttpError(404, 'HERALD_NOT_FOUND', `no WebSocket at ${url.pathname}: use /v1/ws`);
+      if (closing) throw new HttpError(503, 'HERALD_CLOSING', 'the server is closing');
+      connections.assertRoom();
+      const grant = await grantOf(request, url);
+      if (closing) throw new HttpError(503, 'HERALD_CLOSING', 'the server is closing');
+      ws.upgrade(request, socket, head, grant);
+    })().catch((error: unknown) => WebSocketTransport.refuse(socket, error));
+  });
+
+  let closed: Promise<void> | undefined;
   return {
     listen(port = 7070, host = '127.0.0.1') {
       return new Promise((resolve, reject) => {
@@ -76,13 +154,50 @@ export function createServer(options: ServerOptions): HeraldServer {
       return address === null || typeof address === 'string' ? undefined : address;
     },
     close() {
-      closing = true;
-      return new Promise((resolve) => {
-        http.close(() => resolve());
+      return (closed ??= (async () => {
+        closing = true;
+        const stopped = new Promise<void>((resolve) => http.close(() => resolve()));
+        await connections.shutdown('server-closing', closeGraceMs);
+        ws.close();
+        sse.close();
+        interest?.unsubscribe();
+        history.close();
         http.closeIdleConnections();
-      });
+        // Requests under way finish; keep-alive connections idle after them are closed as they go idle.
+        const idle = setInterval(() => http.closeIdleConnections(), 50);
+        await stopped;
+        clearInterval(idle);
+      })());
     },
   };
+}
+
+function serverLimits(given: Partial<ServerLimits> | undefined): ServerLimits {
+  assertOptions(given, 'options.limits');
+  const limit = (name: keyof ServerLimits, fallback: number, min = 1): number => integerOption(given?.[name], `options.limits.${name}`, fallback, min);
+  return {
+    maxBodyBytes: limit('maxBodyBytes', 1024 * 1024),
+    maxTransactionOps: limit('maxTransactionOps', 1000),
+    maxConnections: limit('maxConnections', 10_000),
+    maxSubscriptions: limit('maxSubscriptions', 128),
+    subscribesPerSecond: limit('subscribesPerSecond', 100),
+    maxFrameBytes: limit('maxFrameBytes', 64 * 1024, 64),
+    maxBufferedBytes: limit('maxBufferedBytes', 1024 * 1024),
+    maxHeldChanges: limit('maxHeldChanges', 10_000),
+    history: limit('history', 10_000, 0),
+    historyBytes: limit('historyBytes', 64 * 1024 * 1024, 0),
+  };
+}
+
+function authOf(options: AuthOptions | undefined): Auth | undefined {
+  if (options === undefined) return undefined;
+  assertOptions(options, 'options.auth');
+  const { secret, clockToleranceSeconds } = options;
+  const bytes = typeof secret === 'string' ? Buffer.byteLength(secret) : secret instanceof Uint8Array ? secret.length : -1;
+  // The message never shows the secret.
+  if (bytes < 32) throw new InvalidArgumentError('HERALD_INVALID_OPTION', `\`options.auth.secret\` must be a string or Uint8Array of at least 32 bytes, got ${bytes < 0 ? typeof secret : `${bytes} bytes`}`);
+  integerOption(clockToleranceSeconds, 'options.auth.clockToleranceSeconds', 30, 0, 3600);
+  return new Auth(options);
 }
 
 /** Why the server is not ready (the hub closed, the store unreachable, the backplane not connected), or undefined. */
@@ -97,10 +212,4 @@ async function readiness(hub: ObserverManager, store: SessionStoreLike): Promise
   } catch (error) {
     return `the store does not answer: ${(error as Error).message}`;
   }
-}
-
-function reply(response: ServerResponse, error: HttpError): void {
-  const { status, body } = toHttp(error);
-  const text = JSON.stringify(body);
-  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) }).end(text);
 }

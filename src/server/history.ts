@@ -1,0 +1,181 @@
+import diagnostics_channel from 'node:diagnostics_channel';
+import type { Gap } from '../core/backplane-port.js';
+import type { Change } from '../core/types.js';
+import type { ObserverManager } from '../hub/observer-manager.js';
+import type { NotifyMessage } from '../stats/diagnostics.js';
+
+/** A store change as watchers receive it, encoded once for all of them. */
+export interface EncodedChange {
+  readonly seq: number;
+  readonly cursor: string;
+  readonly session: string;
+  readonly name: string;
+  readonly version: number;
+  /**
+   * `"cursor":…,"key":…,…` — the change event's JSON members, without braces:
+   * each transport puts its own members (`type`, `id`) in front.
+   */
+  readonly members: string;
+}
+
+/** Limits of the replay history: changes kept (0 keeps none) and their encoded bytes at most. */
+export interface HistoryLimits {
+  readonly events: number;
+  readonly bytes: number;
+}
+
+/**
+ * The server's memory of recent store changes, so a watcher that reconnects
+ * with its last cursor gets what it missed. Every change the hub accepts is
+ * recorded at the moment it is accepted (through `herald:notify`), so the
+ * history is never behind the hub: a watch registered at any instant is
+ * covered either by the history (before) or by its observer (after).
+ *
+ * A cursor is `<epoch>.<generation>.<seq>`: `epoch` names this server's run
+ * (another run's or another node's cursor cannot be replayed), `generation`
+ * moves when the hub reports a gap (changes of other nodes may be missing, so
+ * no earlier cursor can be replayed), `seq` is the hub's.
+ */
+export class WatchHistory {
+  readonly epoch: string = Math.random().toString(36).slice(2, 10);
+  #generation = 0;
+  /** The oldest kept entry is at `#head`; entries are in seq order. */
+  #entries: EncodedChange[] = [];
+  #head = 0;
+  #bytes = 0;
+  /** A cursor below this seq (of this generation) can no longer be replayed. */
+  #floor = 0;
+  #last = 0;
+  readonly #encoded = new WeakMap<Change, EncodedChange>();
+  readonly #gaps = new WeakSet<Gap>();
+  readonly #listener = (message: unknown): void => {
+    const { hub, change } = message as NotifyMessage;
+    if (hub === this.hub) this.#record(change);
+  };
+
+  constructor(readonly hub: ObserverManager, readonly limits: HistoryLimits) {
+    diagnostics_channel.subscribe('herald:notify', this.#listener);
+  }
+
+  /** The cursor of "now": every change recorded so far is before it. */
+  get position(): string {
+    return this.#cursor(this.#last);
+  }
+
+  /** The seq of the newest recorded change. */
+  get last(): number {
+    return this.#last;
+  }
+
+  /** Changes kept now. */
+  get size(): number {
+    return this.#entries.length - this.#head;
+  }
+
+  /**
+   * The changes after `cursor` that `accepts`, oldest first; undefined when
+   * they cannot be told (the cursor is malformed, from another run or node,
+   * from before a gap, or older than what is kept).
+   */
+  since(cursor: string, accepts: (entry: EncodedChange) => boolean): { seq: number; changes: EncodedChange[] } | undefined {
+    const seq = this.#parse(cursor);
+    if (seq === undefined || seq < this.#floor || seq > this.#last) return undefined;
+    const changes: EncodedChange[] = [];
+    const entries = this.#entries;
+    // Entries are in seq order: start at the first after `seq`.
+    let lo = this.#head;
+    let hi = entries.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (entries[mid]!.seq <= seq) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < entries.length; i++) {
+      if (accepts(entries[i]!)) changes.push(entries[i]!);
+    }
+    return { seq, changes };
+  }
+
+  /** The change as watchers receive it; undefined for a change that is not a store variable's. */
+  encode(change: Change): EncodedChange | undefined {
+    return this.#encoded.get(change) ?? this.#encodeNew(change);
+  }
+
+  /**
+   * Changes of other nodes may be missing: no cursor handed out so far can be
+   * replayed. Each gap counts once, however many observers report it.
+   */
+  breakReplay(gap: Gap): void {
+    if (this.#gaps.has(gap)) return;
+    this.#gaps.add(gap);
+    this.#generation++;
+    this.#floor = this.#last;
+    this.#entries = [];
+    this.#head = 0;
+    this.#bytes = 0;
+  }
+
+  close(): void {
+    diagnostics_channel.unsubscribe('herald:notify', this.#listener);
+    this.#entries = [];
+    this.#head = 0;
+  }
+
+  #record(change: Change): void {
+    const entry = this.#encodeNew(change);
+    if (entry === undefined) return;
+    this.#last = entry.seq;
+    const { events, bytes } = this.limits;
+    if (events === 0) {
+      this.#floor = entry.seq;
+      return;
+    }
+    this.#entries.push(entry);
+    this.#bytes += entry.members.length;
+    while (this.#entries.length - this.#head > events || (this.#bytes > bytes && this.#entries.length - this.#head > 0)) {
+      const gone = this.#entries[this.#head]!;
+      this.#entries[this.#head++] = undefined as unknown as EncodedChange;
+      this.#bytes -= gone.members.length;
+      this.#floor = gone.seq;
+    }
+    // Compact once the dead prefix is as long as what is kept.
+    if (this.#head > 1024 && this.#head * 2 > this.#entries.length) {
+      this.#entries = this.#entries.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  #encodeNew(change: Change): EncodedChange | undefined {
+    const { sessionId, name, version, ...rest } = change.meta as Record<string, unknown>;
+    if (typeof sessionId !== 'string' || typeof name !== 'string' || typeof version !== 'number' || change.seq === 0) return undefined;
+    const cursor = this.#cursor(change.seq);
+    const members = changeMembers(cursor, change.key, sessionId, name, change.oldValue, change.newValue, version, change.at, rest);
+    const entry: EncodedChange = { seq: change.seq, cursor, session: sessionId, name, version, members };
+    this.#encoded.set(change, entry);
+    return entry;
+  }
+
+  #cursor(seq: number): string {
+    return `${this.epoch}.${this.#generation}.${seq}`;
+  }
+
+  #parse(cursor: string): number | undefined {
+    const match = /^([a-z0-9]{1,16})\.(\d{1,9})\.(\d{1,16})$/.exec(cursor);
+    if (match === null || match[1] !== this.epoch || Number(match[2]) !== this.#generation) return undefined;
+    return Number(match[3]);
+  }
+}
+
+/**
+ * A change event's JSON members (DESIGN 9.2), without braces. An unset old or
+ * new value (a first set, a delete) is left out: JSON has no undefined, and
+ * null is a value.
+ */
+export function changeMembers(
+  cursor: string, key: string, session: string, name: string, oldValue: unknown, newValue: unknown, version: number, at: number, meta: unknown,
+): string {
+  let members = `"cursor":"${cursor}","key":${JSON.stringify(key)},"session":${JSON.stringify(session)},"name":${JSON.stringify(name)}`;
+  if (oldValue !== undefined) members += `,"oldValue":${JSON.stringify(oldValue)}`;
+  if (newValue !== undefined) members += `,"newValue":${JSON.stringify(newValue)}`;
+  return `${members},"version":${version},"at":${at},"meta":${JSON.stringify(meta)}`;
+}

@@ -1,0 +1,151 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { authorize, type Grant } from './auth.js';
+import { at, type ServerContext, type WatchConnection } from './connections.js';
+import { HttpError, replyError } from './http-errors.js';
+import { Watch, type EndReason, type WatchSpec, type WatchSink } from './watch.js';
+
+/**
+ * Watching over Server-Sent Events (DESIGN 9.2):
+ * `GET /v1/sessions/:id/watch?names=a,b&includeCurrent=1`, one watch per
+ * response. The SSE `id:` is the cursor, so a browser's `EventSource` resumes
+ * by itself (`Last-Event-ID`); a comment line every `heartbeatMs` keeps
+ * proxies from closing a quiet stream.
+ */
+export class SseTransport {
+  readonly #streams = new Set<SseStream>();
+  readonly #heartbeat: NodeJS.Timeout;
+
+  constructor(readonly context: ServerContext) {
+    this.#heartbeat = setInterval(() => {
+      for (const stream of this.#streams) stream.heartbeat();
+    }, context.timers.heartbeatMs);
+    this.#heartbeat.unref();
+  }
+
+  /** Answers a watch request of `session` whose grant is known; never throws. */
+  async watch(request: IncomingMessage, response: ServerResponse, url: URL, session: string, grant: Grant): Promise<void> {
+    let stream: SseStream;
+    try {
+      authorize(grant, session, false);
+      this.context.connections.assertRoom();
+      stream = new SseStream(this.context, response, grant);
+    } catch (error) {
+      return replyError(response, error);
+    }
+    this.#streams.add(stream);
+    response.once('close', () => this.#streams.delete(stream));
+    try {
+      await stream.start(watchSpec(request, url, session));
+    } catch (error) {
+      stream.refused();
+      replyError(response, error);
+    }
+  }
+
+  close(): void {
+    clearInterval(this.#heartbeat);
+  }
+}
+
+/** One SSE response and its one watch. */
+class SseStream implements WatchConnection, WatchSink {
+  readonly transport = 'sse';
+  #watch: Watch | undefined;
+  #open = false;
+  #ended = false;
+  readonly #closed: Promise<void>;
+  readonly #cancelExpiry: () => void;
+
+  constructor(readonly context: ServerContext, readonly response: ServerResponse, grant: Grant) {
+    context.connections.add(this);
+    this.#closed = new Promise((resolve) => {
+      response.once('close', () => {
+        this.#ended = true;
+        this.#cancelExpiry();
+        this.#watch?.end('unsubscribed');
+        context.connections.delete(this);
+        resolve();
+      });
+    });
+    this.#cancelExpiry = at(grant.expiresAt, () => void this.shutdown('token-expired'));
+  }
+
+  async start(spec: WatchSpec): Promise<void> {
+    const watch = await Watch.start(this.context, spec, this, `sse ${spec.session}`);
+    if (this.#ended) watch.end('unsubscribed');
+    else this.#watch = watch;
+  }
+
+  /** The watch was refused before it started: the response answers with the error instead. */
+  refused(): void {
+    this.#ended = true;
+    this.#cancelExpiry();
+    this.context.connections.delete(this);
+  }
+
+  started(): void {
+    this.#open = true;
+    this.context.connections.counters.sse.subscriptions++;
+    this.response.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      'connection': 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    // The first byte: from here on the watch is live.
+    this.response.write(': live\n\n');
+  }
+
+  event(type: 'change' | 'gap', cursor: string, members: string): void {
+    if (this.#ended) return;
+    const counters = this.context.connections.counters.sse;
+    if (this.response.writableLength > this.context.limits.maxBufferedBytes) {
+      counters.eventsDropped++;
+      return void this.shutdown('slow-consumer');
+    }
+    counters.eventsSent++;
+    this.response.write(`id: ${cursor}\nevent: ${type}\ndata: {${members}}\n\n`);
+  }
+
+  end(reason: EndReason): void {
+    if (this.#open) {
+      this.#open = false;
+      this.context.connections.counters.sse.subscriptions--;
+    }
+    if (this.#ended) return;
+    this.#ended = true;
+    this.response.end(`event: end\ndata: {"reason":"${reason}"}\n\n`);
+    // A client that does not read never takes the end: it is cut off after the grace.
+    setTimeout(() => this.destroy(), this.context.timers.heartbeatMs).unref();
+  }
+
+  heartbeat(): void {
+    if (this.#open && !this.#ended) this.response.write(': heartbeat\n\n');
+  }
+
+  async shutdown(reason: EndReason): Promise<void> {
+    if (this.#watch !== undefined) this.#watch.end(reason);
+    else this.end(reason);
+    return this.#closed;
+  }
+
+  destroy(): void {
+    this.response.destroy();
+  }
+}
+
+/** The watch an SSE request asks for; 400 `HERALD_INVALID_ARGUMENT` naming the parameter that is wrong. */
+function watchSpec(request: IncomingMessage, url: URL, session: string): WatchSpec {
+  const params = url.searchParams;
+  let names: string[] | undefined;
+  for (const list of params.getAll('names')) (names ??= []).push(...list.split(',').filter((name) => name !== ''));
+  for (const name of params.getAll('name')) (names ??= []).push(name);
+  if (names !== undefined && names.length === 0) throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', '`names` must name at least one variable, or be left out for the whole session');
+  const include = params.get('includeCurrent');
+  if (include !== null && !['1', 'true', '0', 'false'].includes(include)) {
+    throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', '`includeCurrent` must be 1, true, 0 or false');
+  }
+  const header = request.headers['last-event-id'];
+  const cursor = typeof header === 'string' && header !== '' ? header : params.get('cursor') ?? undefined;
+  return { session, names: names === undefined ? undefined : [...new Set(names)], includeCurrent: include === '1' || include === 'true', cursor };
+}

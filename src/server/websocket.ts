@@ -1,0 +1,256 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { isPlainObject } from '../core/assert.js';
+import { authorize, type Grant } from './auth.js';
+import { at, type ServerContext, type TransportCounters, type WatchConnection } from './connections.js';
+import { HttpError, toHttp } from './http-errors.js';
+import { Watch, type EndReason, type WatchSpec } from './watch.js';
+
+/** The subprotocol of herald's WebSocket frames. */
+export const SUBPROTOCOL = 'herald.v1';
+
+/** Close codes (DESIGN 9.2). */
+const CLOSE_CODE: Readonly<Record<EndReason, number>> = {
+  'server-closing': 1001,
+  'token-expired': 4001,
+  'slow-consumer': 4008,
+  'session-ended': 1000,
+  'unsubscribed': 1000,
+  'store-unavailable': 1011,
+};
+
+/** A subscription id: a string of 1 to 256 characters or a safe integer. */
+function subscriptionId(value: unknown): string | undefined {
+  if (typeof value === 'string' && value.length > 0 && value.length <= 256) return JSON.stringify(value);
+  if (Number.isSafeInteger(value)) return String(value);
+  return undefined;
+}
+
+/**
+ * Watching over WebSocket at `/v1/ws` (DESIGN 9.2): JSON text frames, many
+ * subscriptions per socket, each named by the client's `id`; pings, and a
+ * socket silent past two of them is closed.
+ */
+export class WebSocketTransport {
+  readonly #wss: WebSocketServer;
+  readonly #sockets = new Set<WsConnection>();
+  readonly #pinger: NodeJS.Timeout;
+
+  constructor(readonly context: ServerContext) {
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      // Frames up to 16 times the limit get a coded error and leave the socket open; larger ones close it (1009).
+      maxPayload: context.limits.maxFrameBytes * 16,
+      perMessageDeflate: false,
+      handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+    });
+    this.#pinger = setInterval(() => this.#ping(), context.timers.pingIntervalMs);
+    this.#pinger.unref();
+  }
+
+  /** Takes an upgrade request of `/v1/ws` whose grant is known. */
+  upgrade(request: IncomingMessage, socket: Duplex, head: Buffer, grant: Grant): void {
+    this.#wss.handleUpgrade(request, socket, head, (ws) => {
+      const connection = new WsConnection(this.context, ws, grant, () => this.#sockets.delete(connection));
+      this.#sockets.add(connection);
+    });
+  }
+
+  /** Refuses an upgrade with an HTTP answer, written on the raw socket. */
+  static refuse(socket: Duplex, error: unknown): void {
+    const { status, body } = toHttp(error);
+    const text = JSON.stringify(body);
+    socket.end(`HTTP/1.1 ${status} ${status === 429 ? 'Too Many Requests' : status === 401 ? 'Unauthorized' : status === 503 ? 'Service Unavailable' : 'Bad Request'}\r\n`
+      + `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`);
+  }
+
+  close(): void {
+    clearInterval(this.#pinger);
+    this.#wss.close();
+  }
+
+  #ping(): void {
+    const silentSince = Date.now() - 2 * this.context.timers.pingIntervalMs;
+    for (const connection of this.#sockets) connection.ping(silentSince);
+  }
+}
+
+/** One WebSocket and its subscriptions. */
+class WsConnection implements WatchConnection {
+  readonly transport = 'ws';
+  /** id (as JSON text) → its slot: the watch, once started. */
+  readonly #watches = new Map<string, { watch: Watch | undefined }>();
+  readonly #counters: TransportCounters;
+  #lastHeard = Date.now();
+  #tokens: number;
+  #refilledAt = Date.now();
+  #closing = false;
+  readonly #closed: Promise<void>;
+  readonly #cancelExpiry: () => void;
+
+  constructor(readonly context: ServerContext, readonly ws: WebSocket, readonly grant: Grant, forget: () => void) {
+    this.#counters = context.connections.counters.ws;
+    this.#tokens = context.limits.maxSubscriptions;
+    context.connections.add(this);
+    this.#closed = new Promise((resolve) => {
+      ws.once('close', () => {
+        this.#closing = true;
+        this.#cancelExpiry();
+        for (const [key, slot] of this.#watches) {
+          this.#watches.delete(key);
+          slot.watch?.end('unsubscribed');
+        }
+        context.connections.delete(this);
+        forget();
+        resolve();
+      });
+    });
+    ws.on('message', (data, isBinary) => this.#receive(data, isBinary));
+    ws.on('pong', () => void (this.#lastHeard = Date.now()));
+    ws.on('error', () => ws.terminate());
+    this.#cancelExpiry = at(grant.expiresAt, () => void this.shutdown('token-expired'));
+  }
+
+  /** Pings, or closes a socket heard from last before `silentSince`. */
+  ping(silentSince: number): void {
+    if (this.#lastHeard < silentSince) return this.destroy();
+    this.ws.ping();
+  }
+
+  async shutdown(reason: EndReason): Promise<void> {
+    if (!this.#closing) {
+      this.#closing = true;
+      for (const slot of this.#watches.values()) slot.watch?.end(reason);
+      this.ws.close(CLOSE_CODE[reason], reason);
+      // A client that does not read never takes the close frame: it is cut off after the grace.
+      setTimeout(() => this.destroy(), this.context.timers.pingIntervalMs).unref();
+    }
+    return this.#closed;
+  }
+
+  destroy(): void {
+    this.ws.terminate();
+  }
+
+  #receive(data: RawData, isBinary: boolean): void {
+    this.#lastHeard = Date.now();
+    if (this.#closing) return;
+    const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.byteLength;
+    if (size > this.context.limits.maxFrameBytes) {
+      return this.#error(undefined, new HttpError(413, 'HERALD_TOO_LARGE', `a frame may carry ${this.context.limits.maxFrameBytes} bytes, this one ${size}`));
+    }
+    if (isBinary) return this.#error(undefined, new HttpError(400, 'HERALD_INVALID_ARGUMENT', 'frames are JSON text, not binary'));
+    let frame: unknown;
+    try {
+      frame = JSON.parse(Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]).toString('utf8'));
+    } catch {
+      return this.#error(undefined, new HttpError(400, 'HERALD_INVALID_ARGUMENT', 'the frame is not valid JSON'));
+    }
+    if (!isPlainObject(frame)) return this.#error(undefined, new HttpError(400, 'HERALD_INVALID_ARGUMENT', 'a frame must be a JSON object with an `op`'));
+    const id = Object.hasOwn(frame, 'id') ? subscriptionId(frame['id']) : undefined;
+    const op = Object.hasOwn(frame, 'op') ? frame['op'] : undefined;
+    if (op === 'subscribe') return void this.#subscribe(frame, id);
+    if (op === 'unsubscribe') return this.#unsubscribe(id, frame['id']);
+    this.#error(id, new HttpError(400, 'HERALD_INVALID_ARGUMENT', `\`op\` must be "subscribe" or "unsubscribe", got ${JSON.stringify(op)?.slice(0, 40) ?? 'nothing'}`));
+  }
+
+  async #subscribe(frame: Record<string, unknown>, id: string | undefined): Promise<void> {
+    let spec: WatchSpec;
+    try {
+      if (id === undefined) throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', '`id` must be a string of 1 to 256 characters or an integer');
+      if (this.#watches.has(id)) throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', `subscription ${id} is already in use on this socket`);
+      spec = watchSpec(frame);
+      authorize(this.grant, spec.session, false);
+      if (this.#watches.size >= this.context.limits.maxSubscriptions) {
+        throw new HttpError(429, 'HERALD_LIMIT', `a socket may hold ${this.context.limits.maxSubscriptions} subscriptions`);
+      }
+      this.#takeToken();
+    } catch (error) {
+      return this.#error(id, error);
+    }
+    const key = id;
+    const prefix = `"id":${key},`;
+    const slot: { watch: Watch | undefined } = { watch: undefined };
+    this.#watches.set(key, slot);
+    this.#counters.subscriptions++;
+    const counters = this.#counters;
+    let live = true;
+    const sink = {
+      started: () => this.#send(`{"type":"subscribed",${prefix.slice(0, -1)}}`),
+      event: (type: 'change' | 'gap', _cursor: string, members: string) => {
+        if (!live) return;
+        if (this.ws.bufferedAmount > this.context.limits.maxBufferedBytes) {
+          counters.eventsDropped++;
+          return void this.shutdown('slow-consumer');
+        }
+        counters.eventsSent++;
+        this.#send(`{"type":"${type}",${prefix}${members}}`);
+      },
+      end: (reason: EndReason) => {
+        if (!live) return;
+        live = false;
+        counters.subscriptions--;
+        if (this.#watches.get(key) === slot) this.#watches.delete(key);
+        this.#send(`{"type":"end",${prefix}"reason":"${reason}"}`);
+      },
+    };
+    try {
+      const watch = await Watch.start(this.context, spec, sink, `ws ${key}`);
+      // Unsubscribed, or the socket closed, while it started: it ends now.
+      if (this.#closing || this.#watches.get(key) !== slot) watch.end('unsubscribed');
+      else slot.watch = watch;
+    } catch (error) {
+      if (live) {
+        live = false;
+        counters.subscriptions--;
+        if (this.#watches.get(key) === slot) this.#watches.delete(key);
+      }
+      this.#error(id, error);
+    }
+  }
+
+  #unsubscribe(id: string | undefined, given: unknown): void {
+    if (id === undefined || !this.#watches.has(id)) {
+      return this.#error(id, new HttpError(404, 'HERALD_NOT_FOUND', `no subscription ${JSON.stringify(given)?.slice(0, 60) ?? 'without an id'} on this socket`));
+    }
+    const slot = this.#watches.get(id)!;
+    this.#watches.delete(id);
+    // One still starting ends as soon as it has started (see #subscribe).
+    slot.watch?.end('unsubscribed');
+  }
+
+  /** Subscribes refill at `subscribesPerSecond`, up to `maxSubscriptions` at once. */
+  #takeToken(): void {
+    const { subscribesPerSecond, maxSubscriptions } = this.context.limits;
+    const now = Date.now();
+    this.#tokens = Math.min(maxSubscriptions, this.#tokens + ((now - this.#refilledAt) / 1000) * subscribesPerSecond);
+    this.#refilledAt = now;
+    if (this.#tokens < 1) throw new HttpError(429, 'HERALD_LIMIT', `a socket may subscribe ${subscribesPerSecond} times a second: try again shortly`);
+    this.#tokens--;
+  }
+
+  #error(id: string | undefined, error: unknown): void {
+    const { body } = toHttp(error);
+    this.#send(`{"type":"error",${id === undefined ? '' : `"id":${id},`}"code":${JSON.stringify(body.error.code)},"message":${JSON.stringify(body.error.message)}}`);
+  }
+
+  #send(text: string): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(text);
+  }
+}
+
+/** The watch a `subscribe` frame asks for; 400 `HERALD_INVALID_ARGUMENT` naming the member that is wrong. */
+function watchSpec(frame: Record<string, unknown>): WatchSpec {
+  const session = frame['session'];
+  if (typeof session !== 'string' || session.length === 0) throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', '`session` must be a non-empty string');
+  const names = frame['names'];
+  if (names !== undefined && !(Array.isArray(names) && names.length > 0 && names.every((name) => typeof name === 'string'))) {
+    throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', '`names` must be a non-empty array of strings, or left out for the whole session');
+  }
+  const includeCurrent = frame['includeCurrent'];
+  if (includeCurrent !== undefined && typeof includeCurrent !== 'boolean') throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', '`includeCurrent` must be a boolean');
+  const cursor = frame['cursor'];
+  if (cursor !== undefined && typeof cursor !== 'string') throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', '`cursor` must be a string');
+  return { session, names: names === undefined ? undefined : [...new Set(names)], includeCurrent: includeCurrent === true, cursor };
+}
