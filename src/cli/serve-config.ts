@@ -88,7 +88,8 @@ export function serveConfig(args: readonly string[], env: NodeJS.ProcessEnv): Se
     throw new ConfigError((error as Error).message);
   }
   if (values['help'] === true) return undefined;
-  const configPath = (values['config'] as string | undefined) ?? env['HERALD_CONFIG'];
+  // An empty variable is unset, as for every other setting.
+  const configPath = (values['config'] as string | undefined) ?? (env['HERALD_CONFIG'] === '' ? undefined : env['HERALD_CONFIG']);
   const file = configPath === undefined ? {} : readConfig(configPath);
   const raw = new Map<string, { value: unknown; from: string }>();
   for (const s of SETTINGS) {

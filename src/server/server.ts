@@ -94,7 +94,11 @@ export function createServer(options: ServerOptions): HeraldServer {
 
   const grantOf = (request: IncomingMessage, url: URL): Promise<Grant> => (auth === undefined ? Promise.resolve(OPEN) : auth.grant(request, url));
 
+  /** Requests being answered (not watch streams): close() lets them finish. */
+  const answering = new Set<ServerResponse>();
   const http: HttpServer = createHttpServer((request: IncomingMessage, response: ServerResponse) => {
+    answering.add(response);
+    response.once('close', () => answering.delete(response));
     void route(request, response).catch((error: unknown) => replyError(response, error));
   });
   async function route(request: IncomingMessage, response: ServerResponse): Promise<void> {
@@ -119,6 +123,7 @@ export function createServer(options: ServerOptions): HeraldServer {
       } catch {
         throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', 'the session in the path is not valid percent-encoding');
       }
+      answering.delete(response);
       return sse.watch(request, response, url, session, grant);
     }
     if (api.handles(path)) return api.handle(request, response, path, grant);
@@ -157,16 +162,19 @@ export function createServer(options: ServerOptions): HeraldServer {
       return (closed ??= (async () => {
         closing = true;
         const stopped = new Promise<void>((resolve) => http.close(() => resolve()));
+        const started = Date.now();
         await connections.shutdown('server-closing', closeGraceMs);
         ws.close();
         sse.close();
         interest?.unsubscribe();
         history.close();
-        http.closeIdleConnections();
-        // Requests under way finish; keep-alive connections idle after them are closed as they go idle.
-        const idle = setInterval(() => http.closeIdleConnections(), 50);
+        // Requests under way finish (within what is left of the grace); then every connection goes, idle or not.
+        await Promise.race([
+          Promise.all([...answering].map((response) => new Promise((resolve) => response.once('close', resolve)))),
+          new Promise((resolve) => setTimeout(resolve, Math.max(0, closeGraceMs - (Date.now() - started))).unref()),
+        ]);
+        http.closeAllConnections();
         await stopped;
-        clearInterval(idle);
       })());
     },
   };
