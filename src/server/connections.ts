@@ -36,7 +36,7 @@ export interface WatchLimits {
 export interface WatchTimers {
   /** A comment line on each SSE stream this often. @default 15000 */
   readonly heartbeatMs: number;
-  /** A ping on each WebSocket this often; a socket silent past two is closed. @default 25000 */
+  /** A ping on each WebSocket this often; a socket that has not answered one by the next is closed (a vanished client is gone within two). @default 25000 */
   readonly pingIntervalMs: number;
 }
 

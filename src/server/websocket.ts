@@ -29,8 +29,8 @@ function subscriptionId(value: unknown): string | undefined {
 
 /**
  * Watching over WebSocket at `/v1/ws` (DESIGN 9.2): JSON text frames, many
- * subscriptions per socket, each named by the client's `id`; pings, and a
- * socket silent past two of them is closed.
+ * subscriptions per socket, each named by the client's `id`; a ping every
+ * interval, and a socket that has not answered one by the next is closed.
  */
 export class WebSocketTransport {
   readonly #wss: WebSocketServer;
@@ -71,8 +71,7 @@ export class WebSocketTransport {
   }
 
   #ping(): void {
-    const silentSince = Date.now() - 2 * this.context.timers.pingIntervalMs;
-    for (const connection of this.#sockets) connection.ping(silentSince);
+    for (const connection of this.#sockets) connection.ping();
   }
 }
 
@@ -82,7 +81,8 @@ class WsConnection implements WatchConnection {
   /** id (as JSON text) → its slot: the watch, once started. */
   readonly #watches = new Map<string, { watch: Watch | undefined }>();
   readonly #counters: TransportCounters;
-  #lastHeard = Date.now();
+  /** Whether anything (a pong, a frame) came since the last ping. */
+  #heard = true;
   #tokens: number;
   #refilledAt = Date.now();
   #closing = false;
@@ -107,14 +107,15 @@ class WsConnection implements WatchConnection {
       });
     });
     ws.on('message', (data, isBinary) => this.#receive(data, isBinary));
-    ws.on('pong', () => void (this.#lastHeard = Date.now()));
+    ws.on('pong', () => void (this.#heard = true));
     ws.on('error', () => ws.terminate());
     this.#cancelExpiry = at(grant.expiresAt, () => void this.shutdown('token-expired'));
   }
 
-  /** Pings, or closes a socket heard from last before `silentSince`. */
-  ping(silentSince: number): void {
-    if (this.#lastHeard < silentSince) return this.destroy();
+  /** Pings, or closes a socket that did not answer the last ping: a vanished client is gone within two intervals. */
+  ping(): void {
+    if (!this.#heard) return this.destroy();
+    this.#heard = false;
     this.ws.ping();
   }
 
@@ -134,7 +135,7 @@ class WsConnection implements WatchConnection {
   }
 
   #receive(data: RawData, isBinary: boolean): void {
-    this.#lastHeard = Date.now();
+    this.#heard = true;
     if (this.#closing) return;
     const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.byteLength;
     if (size > this.context.limits.maxFrameBytes) {
