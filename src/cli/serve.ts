@@ -47,6 +47,7 @@ export async function serve(args: readonly string[], out: (line: string) => void
     ...(config.tokenSecret === undefined ? {} : { auth: { secret: config.tokenSecret } }),
     limits: { history: config.history },
     timers: { heartbeatMs: config.heartbeatMs, pingIntervalMs: config.pingIntervalMs },
+    log,
   });
   try {
     await server.listen(config.port, config.host);

@@ -63,6 +63,10 @@ export class Auth {
     if (sessions !== '*' && !(Array.isArray(sessions) && sessions.every((id) => typeof id === 'string'))) {
       throw new HttpError(401, 'HERALD_UNAUTHORIZED', 'the token was refused: its `sessions` claim must be an array of session ids or "*"');
     }
+    // ["*"] is refused rather than guessed at: every session, or a session named "*"?
+    if (Array.isArray(sessions) && sessions.includes('*')) {
+      throw new HttpError(401, 'HERALD_UNAUTHORIZED', 'the token was refused: "*" inside `sessions` is ambiguous; every session is "sessions": "*"');
+    }
     if (!Array.isArray(scope) || !scope.every((s) => s === 'read' || s === 'write') || scope.length === 0) {
       throw new HttpError(401, 'HERALD_UNAUTHORIZED', 'the token was refused: its `scope` claim must be an array of "read" and "write"');
     }

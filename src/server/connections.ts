@@ -30,7 +30,23 @@ export interface WatchLimits {
   readonly maxBufferedBytes: number;
   /** Changes one watch holds while it reads current values at most. @default 10000 */
   readonly maxHeldChanges: number;
+  /** Variable names one watch may name at most; past it, `HERALD_LIMIT`. @default 256 */
+  readonly maxNames: number;
 }
+
+/**
+ * Where the server tells what happened: a subset of pino's logger (a pino
+ * logger fits as it is). Watchers coming and going at `debug`, slow
+ * consumers at `warn`, failures the server did not expect at `error`.
+ */
+export interface ServerLog {
+  debug(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
+}
+
+/** A log that says nothing. */
+export const SILENT: ServerLog = { debug: () => {}, warn: () => {}, error: () => {} };
 
 /** Timers of watching connections. */
 export interface WatchTimers {
@@ -58,11 +74,14 @@ export interface ServerContext {
   readonly limits: WatchLimits;
   readonly timers: WatchTimers;
   readonly connections: Connections;
+  readonly log: ServerLog;
 }
 
 /** The server's watching connections: admission, counts per transport, shutdown. */
 export class Connections {
   readonly #all = new Set<WatchConnection>();
+  /** Places taken by connections being set up (a WebSocket handshake under way). */
+  #reserved = 0;
   readonly counters: Readonly<Record<TransportName, TransportCounters>> = {
     sse: { connections: 0, subscriptions: 0, eventsSent: 0, eventsDropped: 0 },
     ws: { connections: 0, subscriptions: 0, eventsSent: 0, eventsDropped: 0 },
@@ -73,9 +92,20 @@ export class Connections {
 
   /** Refuses a new connection over the limit (429 `HERALD_LIMIT`). */
   assertRoom(): void {
-    if (this.#all.size >= this.maxConnections) {
+    if (this.#all.size + this.#reserved >= this.maxConnections) {
       throw new HttpError(429, 'HERALD_LIMIT', `the server holds its limit of ${this.maxConnections} watching connections: try again later`);
     }
+  }
+
+  /** Takes a place for a connection being set up (or refuses, as `assertRoom`); the returned function gives it back. */
+  reserve(): () => void {
+    this.assertRoom();
+    this.#reserved++;
+    let given = false;
+    return () => {
+      if (!given) this.#reserved--;
+      given = true;
+    };
   }
 
   add(connection: WatchConnection): void {

@@ -2,7 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { JsonValue } from '../core/json.js';
 import type { SessionInfo, SessionStoreLike } from '../store/store.js';
 import { authorize, type Grant } from './auth.js';
-import { HttpError, toHttp } from './http-errors.js';
+import type { ServerLog } from './connections.js';
+import { HttpError, logFailure, toHttp } from './http-errors.js';
 
 /** Limits of the HTTP API. */
 export interface HttpLimits {
@@ -30,7 +31,7 @@ interface Reply {
 export class HttpApi {
   readonly #routes: readonly (readonly [method: string, path: RegExp, access: Access, handler: Handler])[];
 
-  constructor(readonly store: SessionStoreLike, readonly limits: HttpLimits) {
+  constructor(readonly store: SessionStoreLike, readonly limits: HttpLimits, readonly log: ServerLog) {
     const segment = '([^/]+)';
     this.#routes = [
       ['POST', /^\/v1\/sessions$/, 'create', (request, _params, l, grant) => this.#createSession(request, l, grant)],
@@ -55,6 +56,7 @@ export class HttpApi {
     try {
       reply = await this.#route(request, path, grant);
     } catch (error) {
+      logFailure(this.log, error, { method: request.method, path });
       const { status, body } = toHttp(error);
       reply = { status, body };
     }

@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import type { ServerLog } from './connections.js';
 import { HeraldError } from '../core/errors.js';
 
 /** An error the HTTP API answers with its own code and status. */
@@ -40,4 +41,9 @@ export function replyError(response: ServerResponse, error: unknown): void {
   const { status, body } = toHttp(error);
   const text = JSON.stringify(body);
   response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' }).end(text);
+}
+
+/** Logs an error the server did not expect (one answered with a 5xx other than a store's known codes). */
+export function logFailure(log: ServerLog, error: unknown, fields: object): void {
+  if (toHttp(error).status >= 500 && !(error instanceof HeraldError)) log.error({ ...fields, err: error }, 'request failed');
 }

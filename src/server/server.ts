@@ -7,10 +7,10 @@ import type { Subscription } from '../core/types.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
 import type { SessionStoreLike } from '../store/store.js';
 import { Auth, OPEN, type AuthOptions, type Grant } from './auth.js';
-import { Connections, type ServerContext, type WatchLimits, type WatchTimers } from './connections.js';
+import { Connections, SILENT, type ServerContext, type ServerLog, type WatchLimits, type WatchTimers } from './connections.js';
 import { WatchHistory } from './history.js';
 import { HttpApi, type HttpLimits } from './http-api.js';
-import { HttpError, replyError } from './http-errors.js';
+import { HttpError, logFailure, replyError } from './http-errors.js';
 import { prometheusText } from './metrics.js';
 import { SseTransport } from './sse.js';
 import { WebSocketTransport } from './websocket.js';
@@ -34,6 +34,8 @@ export interface ServerOptions {
   readonly timers?: Partial<WatchTimers>;
   /** How long `close()` lets watchers take their `server-closing` before cutting them off. @default 5000 */
   readonly closeGraceMs?: number;
+  /** Where the server tells what happened (a pino logger fits). @default silent */
+  readonly log?: ServerLog;
 }
 
 /** A herald server: the store's HTTP API and its watchers over SSE and WebSocket, on one HTTP server. */
@@ -78,6 +80,10 @@ export function createServer(options: ServerOptions): HeraldServer {
     pingIntervalMs: integerOption(options.timers?.pingIntervalMs, 'options.timers.pingIntervalMs', 25_000, 10),
   };
   const closeGraceMs = integerOption(options.closeGraceMs, 'options.closeGraceMs', 5000, 0);
+  const log = options.log ?? SILENT;
+  if (typeof log.debug !== 'function' || typeof log.warn !== 'function' || typeof log.error !== 'function') {
+    throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.log', 'a logger with debug, warn and error (a pino logger fits)', log);
+  }
   const auth = authOf(options.auth);
 
   const history = new WatchHistory(hub, { events: limits.history, bytes: limits.historyBytes });
@@ -86,8 +92,8 @@ export function createServer(options: ServerOptions): HeraldServer {
     ? undefined
     : hub.observePattern('session/**', () => undefined, { label: 'herald server history', onGap: (gap) => history.breakReplay(gap) });
   const connections = new Connections(limits.maxConnections);
-  const context: ServerContext = { hub, store, history, auth, limits, timers, connections };
-  const api = new HttpApi(store, limits);
+  const context: ServerContext = { hub, store, history, auth, limits, timers, connections, log };
+  const api = new HttpApi(store, limits, log);
   const sse = new SseTransport(context);
   const ws = new WebSocketTransport(context);
   let closing = false;
@@ -99,7 +105,10 @@ export function createServer(options: ServerOptions): HeraldServer {
   const http: HttpServer = createHttpServer((request: IncomingMessage, response: ServerResponse) => {
     answering.add(response);
     response.once('close', () => answering.delete(response));
-    void route(request, response).catch((error: unknown) => replyError(response, error));
+    void route(request, response).catch((error: unknown) => {
+      logFailure(log, error, { method: request.method, url: request.url });
+      replyError(response, error);
+    });
   });
   async function route(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const url = new URL(request.url ?? '/', 'http://herald');
@@ -136,11 +145,19 @@ export function createServer(options: ServerOptions): HeraldServer {
     void (async () => {
       if (url.pathname !== '/v1/ws') throw new HttpError(404, 'HERALD_NOT_FOUND', `no WebSocket at ${url.pathname}: use /v1/ws`);
       if (closing) throw new HttpError(503, 'HERALD_CLOSING', 'the server is closing');
-      connections.assertRoom();
-      const grant = await grantOf(request, url);
-      if (closing) throw new HttpError(503, 'HERALD_CLOSING', 'the server is closing');
-      ws.upgrade(request, socket, head, grant);
-    })().catch((error: unknown) => WebSocketTransport.refuse(socket, error));
+      const release = connections.reserve();
+      try {
+        const grant = await grantOf(request, url);
+        if (closing) throw new HttpError(503, 'HERALD_CLOSING', 'the server is closing');
+        ws.upgrade(request, socket, head, grant, release);
+      } catch (error) {
+        release();
+        throw error;
+      }
+    })().catch((error: unknown) => {
+      logFailure(log, error, { transport: 'ws', path: url.pathname });
+      WebSocketTransport.refuse(socket, error);
+    });
   });
 
   let closed: Promise<void> | undefined;
@@ -192,6 +209,7 @@ function serverLimits(given: Partial<ServerLimits> | undefined): ServerLimits {
     maxFrameBytes: limit('maxFrameBytes', 64 * 1024, 64),
     maxBufferedBytes: limit('maxBufferedBytes', 1024 * 1024),
     maxHeldChanges: limit('maxHeldChanges', 10_000),
+    maxNames: limit('maxNames', 256),
     history: limit('history', 10_000, 0),
     historyBytes: limit('historyBytes', 64 * 1024 * 1024, 0),
   };

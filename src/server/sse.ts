@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authorize, type Grant } from './auth.js';
 import { at, type ServerContext, type WatchConnection } from './connections.js';
-import { HttpError, replyError } from './http-errors.js';
+import { HttpError, logFailure, replyError } from './http-errors.js';
 import { Watch, type EndReason, type WatchSpec, type WatchSink } from './watch.js';
 
 /**
@@ -35,9 +35,10 @@ export class SseTransport {
     this.#streams.add(stream);
     response.once('close', () => this.#streams.delete(stream));
     try {
-      await stream.start(watchSpec(request, url, session));
+      await stream.start(watchSpec(request, url, session, this.context.limits.maxNames));
     } catch (error) {
       stream.refused();
+      logFailure(this.context.log, error, { transport: 'sse', session });
       replyError(response, error);
     }
   }
@@ -71,6 +72,9 @@ class SseStream implements WatchConnection, WatchSink {
   }
 
   async start(spec: WatchSpec): Promise<void> {
+    const who = { transport: 'sse', session: spec.session, remote: `${this.response.socket?.remoteAddress ?? '?'}:${this.response.socket?.remotePort ?? '?'}` };
+    this.context.log.debug(who, 'watcher connected');
+    void this.#closed.then(() => this.context.log.debug(who, 'watcher left'));
     const watch = await Watch.start(this.context, spec, this, `sse ${spec.session}`);
     if (this.#ended) watch.end('unsubscribed');
     else this.#watch = watch;
@@ -101,6 +105,7 @@ class SseStream implements WatchConnection, WatchSink {
     const counters = this.context.connections.counters.sse;
     if (this.response.writableLength > this.context.limits.maxBufferedBytes) {
       counters.eventsDropped++;
+      this.context.log.warn({ transport: 'sse', buffered: this.response.writableLength }, 'slow consumer: its stream ends');
       return void this.shutdown('slow-consumer');
     }
     counters.eventsSent++;
@@ -135,12 +140,13 @@ class SseStream implements WatchConnection, WatchSink {
 }
 
 /** The watch an SSE request asks for; 400 `HERALD_INVALID_ARGUMENT` naming the parameter that is wrong. */
-function watchSpec(request: IncomingMessage, url: URL, session: string): WatchSpec {
+function watchSpec(request: IncomingMessage, url: URL, session: string, maxNames: number): WatchSpec {
   const params = url.searchParams;
   let names: string[] | undefined;
   for (const list of params.getAll('names')) (names ??= []).push(...list.split(',').filter((name) => name !== ''));
   for (const name of params.getAll('name')) (names ??= []).push(name);
   if (names !== undefined && names.length === 0) throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', '`names` must name at least one variable, or be left out for the whole session');
+  if (names !== undefined && names.length > maxNames) throw new HttpError(429, 'HERALD_LIMIT', `a watch may name ${maxNames} variables at most, got ${names.length}: watch the whole session instead`);
   const include = params.get('includeCurrent');
   if (include !== null && !['1', 'true', '0', 'false'].includes(include)) {
     throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', '`includeCurrent` must be 1, true, 0 or false');

@@ -4,7 +4,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { isPlainObject } from '../core/assert.js';
 import { authorize, type Grant } from './auth.js';
 import { at, type ServerContext, type TransportCounters, type WatchConnection } from './connections.js';
-import { HttpError, toHttp } from './http-errors.js';
+import { HttpError, logFailure, toHttp } from './http-errors.js';
 import { Watch, type EndReason, type WatchSpec } from './watch.js';
 
 /** The subprotocol of herald's WebSocket frames. */
@@ -49,9 +49,12 @@ export class WebSocketTransport {
     this.#pinger.unref();
   }
 
-  /** Takes an upgrade request of `/v1/ws` whose grant is known. */
-  upgrade(request: IncomingMessage, socket: Duplex, head: Buffer, grant: Grant): void {
+  /** Takes an upgrade request of `/v1/ws` whose grant is known and whose place is reserved (`release` gives it back). */
+  upgrade(request: IncomingMessage, socket: Duplex, head: Buffer, grant: Grant, release: () => void): void {
+    // A handshake ws refuses (a bad key or version) answers 400 itself and never calls back.
+    socket.once('close', release);
     this.#wss.handleUpgrade(request, socket, head, (ws) => {
+      release();
       const connection = new WsConnection(this.context, ws, grant, () => this.#sockets.delete(connection));
       this.#sockets.add(connection);
     });
@@ -110,6 +113,10 @@ class WsConnection implements WatchConnection {
     ws.on('pong', () => void (this.#heard = true));
     ws.on('error', () => ws.terminate());
     this.#cancelExpiry = at(grant.expiresAt, () => void this.shutdown('token-expired'));
+    const remote = (ws as unknown as { _socket?: { remoteAddress?: string; remotePort?: number } })._socket;
+    const who = { transport: 'ws', remote: `${remote?.remoteAddress ?? '?'}:${remote?.remotePort ?? '?'}` };
+    context.log.debug(who, 'watcher connected');
+    void this.#closed.then(() => context.log.debug(who, 'watcher left'));
   }
 
   /** Pings, or closes a socket that did not answer the last ping: a vanished client is gone within two intervals. */
@@ -161,7 +168,7 @@ class WsConnection implements WatchConnection {
     try {
       if (id === undefined) throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', '`id` must be a string of 1 to 256 characters or an integer');
       if (this.#watches.has(id)) throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', `subscription ${id} is already in use on this socket`);
-      spec = watchSpec(frame);
+      spec = watchSpec(frame, this.context.limits.maxNames);
       authorize(this.grant, spec.session, false);
       if (this.#watches.size >= this.context.limits.maxSubscriptions) {
         throw new HttpError(429, 'HERALD_LIMIT', `a socket may hold ${this.context.limits.maxSubscriptions} subscriptions`);
@@ -232,6 +239,7 @@ class WsConnection implements WatchConnection {
   }
 
   #error(id: string | undefined, error: unknown): void {
+    logFailure(this.context.log, error, { transport: 'ws' });
     const { body } = toHttp(error);
     this.#send(`{"type":"error",${id === undefined ? '' : `"id":${id},`}"code":${JSON.stringify(body.error.code)},"message":${JSON.stringify(body.error.message)}}`);
   }
@@ -242,13 +250,14 @@ class WsConnection implements WatchConnection {
 }
 
 /** The watch a `subscribe` frame asks for; 400 `HERALD_INVALID_ARGUMENT` naming the member that is wrong. */
-function watchSpec(frame: Record<string, unknown>): WatchSpec {
+function watchSpec(frame: Record<string, unknown>, maxNames: number): WatchSpec {
   const session = frame['session'];
   if (typeof session !== 'string' || session.length === 0) throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', '`session` must be a non-empty string');
   const names = frame['names'];
   if (names !== undefined && !(Array.isArray(names) && names.length > 0 && names.every((name) => typeof name === 'string'))) {
     throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', '`names` must be a non-empty array of strings, or left out for the whole session');
   }
+  if (names !== undefined && names.length > maxNames) throw new HttpError(429, 'HERALD_LIMIT', `a watch may name ${maxNames} variables at most, got ${names.length}: watch the whole session instead`);
   const includeCurrent = frame['includeCurrent'];
   if (includeCurrent !== undefined && typeof includeCurrent !== 'boolean') throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', '`includeCurrent` must be a boolean');
   const cursor = frame['cursor'];

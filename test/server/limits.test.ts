@@ -136,7 +136,7 @@ describe('slow and vanished watchers', () => {
     let fastLast: Record<string, unknown> = {};
     let fastEnded = false;
     fast.on('message', (data) => {
-      fastLast = JSON.parse(String(data)) as Record<string, unknown>;
+      fastLast = JSON.parse((data as Buffer).toString('utf8')) as Record<string, unknown>;
       if (fastLast['type'] === 'change') fastCount++;
       if (fastLast['type'] === 'end') fastEnded = true;
     });

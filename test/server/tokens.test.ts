@@ -10,7 +10,7 @@ const key = new TextEncoder().encode(SECRET);
 
 /** A token as a user's issuer would sign it. */
 async function token(claims: { sessions?: unknown; scope?: unknown }, { expiresIn = '1h', secret = key, alg = 'HS256' }: { expiresIn?: string | number; secret?: Uint8Array; alg?: string } = {}): Promise<string> {
-  return new SignJWT(claims as Record<string, unknown>).setProtectedHeader({ alg }).setIssuedAt().setExpirationTime(expiresIn).sign(secret);
+  return new SignJWT(claims).setProtectedHeader({ alg }).setIssuedAt().setExpirationTime(expiresIn).sign(secret);
 }
 
 const bearer = (t: string): Record<string, string> => ({ authorization: `Bearer ${t}` });
@@ -39,6 +39,7 @@ describe('tokens', () => {
       ['HS512', bearer(await token({ sessions: ['a'], scope: ['read'] }, { alg: 'HS512' }))],
       ['no sessions claim', bearer(await token({ scope: ['read'] }))],
       ['no scope claim', bearer(await token({ sessions: ['a'] }))],
+      ['"*" inside sessions', bearer(await token({ sessions: ['*'], scope: ['read'] }))],
       ['not a JWT', { authorization: 'Bearer nonsense' }],
       ['not Bearer', { authorization: 'Basic YTpi' }],
     ];

@@ -53,7 +53,7 @@ export class WsWatcher {
   readonly closed: Promise<{ code: number; reason: string }>;
 
   private constructor(readonly socket: WebSocket) {
-    socket.on('message', (data) => this.inbox.push(JSON.parse(String(data)) as Frame));
+    socket.on('message', (data) => this.inbox.push(JSON.parse((data as Buffer).toString('utf8')) as Frame));
     this.closed = new Promise((resolve) => socket.once('close', (code, reason) => resolve({ code, reason: String(reason) })));
   }
 
@@ -144,7 +144,7 @@ export class SseWatcher {
 }
 
 /** A JSON request to the server; resolves with the status and the parsed body. */
-export async function call(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+export async function call(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> /* eslint-disable-line @typescript-eslint/no-explicit-any -- a body of any shape, read by the test */ {
   const response = await fetch(`${base}${path}`, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
   const text = await response.text();
   return { status: response.status, body: text === '' ? undefined : JSON.parse(text) };
