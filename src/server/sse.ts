@@ -119,6 +119,12 @@ class SseStream implements WatchConnection, WatchSink {
     }
     if (this.#ended) return;
     this.#ended = true;
+    if (!this.response.headersSent) {
+      // Ended before it started (the server closing, the token running out): an answer, not a stream.
+      return replyError(this.response, reason === 'token-expired'
+        ? new HttpError(401, 'HERALD_UNAUTHORIZED', 'the token has expired')
+        : new HttpError(503, 'HERALD_CLOSING', `the watch ended before it started: ${reason}`));
+    }
     this.response.end(`event: end\ndata: {"reason":"${reason}"}\n\n`);
     // A client that does not read never takes the end: it is cut off after the grace.
     setTimeout(() => this.destroy(), this.context.timers.heartbeatMs).unref();

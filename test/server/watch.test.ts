@@ -256,7 +256,7 @@ describe('watching: what a watch covers and how it ends', () => {
 const redisSkip = await engineGate('redis');
 
 describe('watching on a cluster', { skip: redisSkip }, () => {
-  test('a gap of the backplane reaches each watcher as a gap event with a fresh snapshot, and cursors from before it are not replayed', { timeout: 60_000 }, async (t) => {
+  test('while the backplane is away /readyz is 503; its gap reaches each watcher as a gap event with a fresh snapshot, and cursors from before it are not replayed', { timeout: 60_000 }, async (t) => {
     const proxy = await TcpProxy.start(urls.redis);
     const prefix = `herald-test-${process.pid}-${Date.now()}:`;
     const hub = new ObserverManager({ backplane: new RedisBackplane({ url: proxy.url(urls.redis), prefix, onError: () => {}, reconnect: { maxDelayMs: 100 } }) });
@@ -266,8 +266,10 @@ describe('watching on a cluster', { skip: redisSkip }, () => {
       await other.close();
       await proxy.close();
     });
-    const { wsUrl } = await startServer(t, { hub, store });
+    const { wsUrl, base } = await startServer(t, { hub, store });
     await hub.backplane!.ready();
+    const readyz = async (): Promise<number> => (await fetch(`${base}/readyz`)).status;
+    assert.equal(await readyz(), 200);
     await other.backplane!.ready();
     await store.createSession('c');
     await store.set('c', 'x', 1);
@@ -276,8 +278,11 @@ describe('watching on a cluster', { skip: redisSkip }, () => {
     await store.set('c', 'x', 2);
     const { item: before } = await ws.next((f: Frame) => f['newValue'] === 2, 'a change before the gap');
     proxy.cut();
+    const deadline = Date.now() + 15_000;
+    while ((await readyz()) !== 503) assert.ok(Date.now() < deadline, '/readyz is 503 while the backplane is away');
     proxy.restore();
     await hub.backplane!.ready({ timeoutMs: 15_000 });
+    assert.equal(await readyz(), 200);
     const { item: gap } = await ws.next((f) => f.type === 'gap', 'the gap event', 0, 15_000);
     assert.deepEqual(gap['snapshot'], [{ name: 'x', value: 2, version: 2 }]);
     const late = await WsWatcher.open(t, wsUrl);
