@@ -1,6 +1,7 @@
 /**
  * `npm run bench [-- --quick] [-- filter]`: herald beside every peer, in one
- * process, in interleaved shuffled rounds; medians, ratios to the floor and
+ * process (but for the server fan-out, whose servers and clients run in child
+ * processes of their own: bench/server.ts), in interleaved shuffled rounds; medians, ratios to the floor and
  * to the peers, and herald's targets checked. A full run writes
  * bench/out/results.json and a chart per scenario in bench/out/charts/ (a
  * quick run: results.quick.json and charts.quick/); a filtered run writes
@@ -16,9 +17,10 @@ import { clusterBench, engineProblem, engineUrls } from './cluster.js';
 import { ALL, floor, herald, makeObservers, PEERS, readSink, type Contender, type Fn, type Instance } from './contenders.js';
 import {
   CHURN, COALESCE_OVERLOAD, clusterName, consoleReport, cycleGrowthName, evaluateTargets, fanoutName, FIXED_COSTS, idleHeapName, MEMORY_STORE, MIXED_HUB,
-  NO_OBSERVERS, postgresStoreName, removalName, type Kinds, type Result, type ResultsFile, type Settings,
+  NO_OBSERVERS, postgresStoreName, removalName, serverFanoutName, type Kinds, type Result, type ResultsFile, type ServerResults, type Settings,
 } from './report.js';
 import { ObserverManager } from '../src/index.js';
+import { serverBench } from './server.js';
 import { memoryStoreBench, postgresStoreBench, type StoreResults } from './stores.js';
 
 const started = Date.now();
@@ -48,6 +50,7 @@ interface Sample {
 
 const results: Record<string, Record<string, Result>> = {};
 const storeResults: StoreResults = {};
+const serverResults: ServerResults = {};
 const notes: string[] = [];
 
 let sectionStart = Date.now();
@@ -356,6 +359,22 @@ async function clusters(): Promise<void> {
   }
 }
 
+/** herald/server's watchers against a bare ws broadcast and socket.io, each side in processes of its own (bench/server.ts). */
+async function servers(): Promise<void> {
+  const name = serverFanoutName(settings.server!.watchers);
+  if (FILTER !== undefined && !name.includes(FILTER)) return;
+  progress(name);
+  try {
+    const outcome = await serverBench(settings.server!, progress);
+    serverResults[name] = outcome.figures;
+    notes.push(...outcome.notes);
+  } catch (error) {
+    // Its processes are stopped by now; the rest of the run still counts.
+    notes.push(`${name}: failed, no figures (${(error as Error).message.split('\n')[0]})`);
+    process.exitCode = 1;
+  }
+}
+
 // ---- main ----
 
 const settings: Settings = {
@@ -367,6 +386,13 @@ const settings: Settings = {
   cluster: {
     messages: QUICK ? { redis: 2000, nats: 2000, postgres: 500 } : { redis: 20_000, nats: 20_000, postgres: 5000 },
     latencySamples: QUICK ? 100 : 1000,
+    rounds: QUICK ? 2 : 5,
+  },
+  server: {
+    watchers: QUICK ? 2000 : 10_000,
+    clientProcesses: QUICK ? 1 : 2,
+    latencySets: 3,
+    windowMs: QUICK ? 500 : 2500,
     rounds: QUICK ? 2 : 5,
   },
 };
@@ -391,6 +417,7 @@ await idleHeap(QUICK ? 20_000 : 50_000, settings.idleHeapRounds);
 await cycleGrowth(CYCLES, QUICK ? 20_000 : 200_000);
 await stores();
 await clusters();
+await servers();
 progress('');
 if (QUICK) notes.push('quick run: fewer rounds, removal peers skipped, 100 000 cycles instead of 1 000 000; figures are a smoke test, not a measurement');
 if (!QUICK && results[removalName(100_000)] !== undefined) {
@@ -416,7 +443,8 @@ const file: ResultsFile = {
   settings,
   results,
   stores: storeResults,
-  targets: evaluateTargets(results, storeResults, CYCLES),
+  servers: serverResults,
+  targets: evaluateTargets(results, storeResults, CYCLES, serverResults),
   notes,
 };
 console.log(consoleReport(file));

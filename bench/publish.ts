@@ -8,7 +8,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { writeCharts } from './chart.js';
-import { clusterName, runLine, scenarioTables, storeTables, targetsTable, x, type ResultsFile } from './report.js';
+import { clusterName, runLine, scenarioTables, serverTables, storeTables, targetsTable, x, type ResultsFile } from './report.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const source = process.argv[2] ?? `${root}bench/out/results.json`;
@@ -43,6 +43,7 @@ function mainBlock(): string {
     targetsTable(file.targets, false),
     scenarioTables(file.results, CHART_DIR),
     storeTables(file.stores, false),
+    serverTables(file.servers),
     ...file.notes.map((note) => `\nNote: ${note}.`),
   ].join('\n');
 }

@@ -3,6 +3,7 @@
  * tables (printed by every run, written into the README by
  * `npm run bench:publish`) and the names of the charts.
  */
+import type { ServerFigures, ServerSettings } from './server.js';
 import type { StoreResults } from './stores.js';
 
 export interface Result {
@@ -30,7 +31,12 @@ export interface Settings {
     readonly latencySamples: number;
     readonly rounds: number;
   };
+  /** The server fan-out section (absent from files written before it existed). */
+  readonly server?: ServerSettings;
 }
+
+/** Scenario → contender → figures of the server fan-out section. */
+export type ServerResults = Record<string, Record<string, ServerFigures>>;
 
 /** What `npm run bench` writes to bench/out/results.json, and `npm run bench:publish` copies to bench/results.json. */
 export interface ResultsFile {
@@ -52,6 +58,8 @@ export interface ResultsFile {
   readonly settings: Settings;
   readonly results: Record<string, Record<string, Result>>;
   readonly stores: StoreResults;
+  /** The server fan-out section (absent from files written before it existed). */
+  readonly servers?: ServerResults;
   readonly targets: readonly Target[];
   readonly notes: readonly string[];
 }
@@ -75,6 +83,12 @@ export const MEMORY_STORE = 'in-memory SessionStore: set with one watcher';
 export type Engine = 'redis' | 'nats' | 'postgres';
 export const clusterName = (engine: Engine): string =>
   `across nodes on ${engine === 'postgres' ? 'PostgreSQL' : engine === 'redis' ? 'Redis' : 'NATS'}: notify on node A → callback on node B`;
+export const serverFanoutName = (watchers: number): string =>
+  `server fan-out: one set → ${watchers.toLocaleString('en-US').replace(/,/g, ' ')} watchers over 127.0.0.1 (herald WebSocket and SSE, bare ws, socket.io)`;
+/** The rows of the server fan-out tables (see bench/server.ts). */
+export const HERALD_WS = 'herald (WebSocket)';
+export const BARE_WS = 'floor: bare ws broadcast';
+export const SOCKET_IO = 'socket.io room broadcast';
 export const isClusterScenario = (name: string): boolean => name.startsWith('across nodes');
 
 /** The raw client's row in each engine's table. */
@@ -90,7 +104,7 @@ export const x = (n: number): string => `${n.toFixed(2)}×`;
 // ---- targets ----
 
 /** herald's targets, checked against one run. */
-export function evaluateTargets(results: ResultsFile['results'], stores: StoreResults, cycles: number): Target[] {
+export function evaluateTargets(results: ResultsFile['results'], stores: StoreResults, cycles: number, servers: ServerResults = {}): Target[] {
   const targets: Target[] = [];
   const of = (scenario: string, contender: string): number => results[scenario]?.[contender]?.median ?? NaN;
   const add = (what: string, scenario: string, check: (h: number, peer: (c: string) => number) => [string, string, boolean]): void => {
@@ -138,6 +152,27 @@ export function evaluateTargets(results: ResultsFile['results'], stores: StoreRe
     targets.push({ what: `${engine}: cross-node throughput vs the raw client`, target: '≥ 0.80×', measured: x(throughput), met: throughput >= 0.8 });
     targets.push({ what: `${engine}: cross-node latency p99 vs the raw client`, target: '≤ 1.30×', measured: x(p99), met: p99 <= 1.3 });
   }
+  for (const byContender of Object.values(servers)) {
+    const h = byContender[HERALD_WS];
+    const floor = byContender[BARE_WS];
+    const peer = byContender[SOCKET_IO];
+    if (h === undefined) continue;
+    const n = h.watchers.toLocaleString('en-US').replace(/,/g, ' ');
+    if (floor !== undefined) {
+      for (const [label, key] of [['p50', 'p50Us'], ['p99', 'p99Us']] as const) {
+        const ratio = h[key] / floor[key];
+        targets.push({ what: `server: set → ${n} WebSocket watchers, latency ${label}, vs a bare ws broadcast`, target: '≤ 1.50× bare ws', measured: `${x(ratio)} (${us(h[key])} vs ${us(floor[key])})`, met: ratio <= 1.5 });
+      }
+    }
+    if (peer !== undefined) {
+      for (const [label, key] of [['p50', 'p50Us'], ['p99', 'p99Us']] as const) {
+        const ratio = h[key] / peer[key];
+        targets.push({ what: `server: set → ${n} WebSocket watchers, latency ${label}, vs socket.io`, target: 'below socket.io', measured: `${x(ratio)} socket.io's (${us(h[key])} vs ${us(peer[key])})`, met: ratio < 1 });
+      }
+      const ratio = h.setsPerSecond / peer.setsPerSecond;
+      targets.push({ what: `server: sets/s reaching all ${n} WebSocket watchers vs socket.io`, target: 'above socket.io', measured: `${x(ratio)} socket.io's (${h.setsPerSecond.toFixed(1)} vs ${peer.setsPerSecond.toFixed(1)})`, met: ratio > 1 });
+    }
+  }
   add('retained heap per idle observer', Object.keys(results).find((name) => name.startsWith('retained heap')) ?? '', (h) => ['≤ 128 bytes', `${h.toFixed(0)} bytes`, h <= 128]);
   add(`heap growth after ${cycles} observe/unsubscribe cycles`, Object.keys(results).find((name) => name.startsWith('heap growth')) ?? '', (h) => [
     '< 1 MB', `${((h * cycles) / 1024).toFixed(0)} KiB`, h * cycles < 1024 * 1024,
@@ -146,6 +181,28 @@ export function evaluateTargets(results: ResultsFile['results'], stores: StoreRe
 }
 
 // ---- Markdown ----
+
+const us = (value: number): string => (value >= 1000 ? `${(value / 1000).toFixed(2)} ms` : `${value.toFixed(0)} µs`);
+const bytes = (value: number): string => (Math.abs(value) >= 10_240 ? `${(value / 1024).toFixed(1)} KiB` : `${value.toFixed(0)} B`);
+
+/** The server fan-out tables: one row per contender, ratios to the bare ws floor. */
+export function serverTables(servers: ServerResults | undefined): string {
+  const lines: string[] = [];
+  for (const [scenario, byContender] of Object.entries(servers ?? {})) {
+    const floor = byContender[BARE_WS];
+    lines.push(
+      '', `#### ${scenario}`, '',
+      '| contender | watchers | latency p50 | p99 | p99 × floor | last watcher | sets/s to all | heap / connection | RSS / connection | frame | connect all |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    );
+    for (const [name, f] of Object.entries(byContender)) {
+      const vsFloor = floor === undefined ? '' : x(f.p99Us / floor.p99Us);
+      lines.push(`| ${name === HERALD_WS || name.startsWith('herald') ? `**${name}**` : name} | ${f.watchers} | ${us(f.p50Us)} | ${us(f.p99Us)} | ${vsFloor} | ${f.lastMs.toFixed(1)} ms | `
+        + `${f.setsPerSecond.toFixed(1)} | ${bytes(f.heapPerConnection)} | ${bytes(f.rssPerConnection)} | ${f.frameBytes} B | ${f.connectSeconds.toFixed(1)} s |`);
+    }
+  }
+  return lines.join('\n');
+}
 
 function format(result: Result): string {
   if (result.unit === 'bytes') return Math.abs(result.median) >= 10 ? `${result.median.toFixed(0)} B` : `${result.median.toFixed(2)} B`;
@@ -226,6 +283,7 @@ export function consoleReport(file: ResultsFile): string {
     scenarioTables(file.results),
     storeTables(file.stores, false),
     storeTables(file.stores, true),
+    serverTables(file.servers),
     '\n### targets\n',
     targetsTable(file.targets, false),
     targetsTable(file.targets, true).split('\n').slice(2).join('\n'),
