@@ -178,8 +178,9 @@ async function startServer(kind: Kind): Promise<ServerSide> {
     return {
       port,
       set: (seq) => {
-        const text = JSON.stringify(frameOf(seq));
-        for (const client of wss.clients) client.send(text);
+        // The least a broadcast can do: the frame encoded once, its bytes handed to every socket.
+        const data = Buffer.from(JSON.stringify(frameOf(seq)));
+        for (const client of wss.clients) client.send(data, { binary: false });
       },
       count: () => wss.clients.size,
     };

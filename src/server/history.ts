@@ -6,6 +6,7 @@ import type { NotifyMessage } from '../stats/diagnostics.js';
 
 /** A store change as watchers receive it, encoded once for all of them. */
 export interface EncodedChange {
+  readonly type: 'change';
   readonly seq: number;
   readonly cursor: string;
   readonly session: string;
@@ -150,7 +151,7 @@ export class WatchHistory {
     if (typeof sessionId !== 'string' || typeof name !== 'string' || typeof version !== 'number' || change.seq === 0) return undefined;
     const cursor = this.#cursor(change.seq);
     const members = changeMembers(cursor, change.key, sessionId, name, change.oldValue, change.newValue, version, change.at, rest);
-    const entry: EncodedChange = { seq: change.seq, cursor, session: sessionId, name, version, members };
+    const entry: EncodedChange = { type: 'change', seq: change.seq, cursor, session: sessionId, name, version, members };
     this.#encoded.set(change, entry);
     return entry;
   }

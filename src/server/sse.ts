@@ -2,7 +2,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authorize, type Grant } from './auth.js';
 import { at, type ServerContext, type WatchConnection } from './connections.js';
 import { HttpError, logFailure, replyError } from './http-errors.js';
-import { Watch, type EndReason, type WatchSpec, type WatchSink } from './watch.js';
+import { Watch, type EndReason, type WatchEvent, type WatchSink, type WatchSpec } from './watch.js';
+
+/** One encoded event, kept while the same event goes to one watcher after another. */
+interface FrameCache {
+  event: WatchEvent | undefined;
+  frame: Buffer;
+}
 
 /**
  * Watching over Server-Sent Events (DESIGN 9.2):
@@ -13,6 +19,8 @@ import { Watch, type EndReason, type WatchSpec, type WatchSink } from './watch.j
  */
 export class SseTransport {
   readonly #streams = new Set<SseStream>();
+  /** The last event encoded: every stream of a change's watchers writes the same bytes. */
+  readonly #last: FrameCache = { event: undefined, frame: Buffer.alloc(0) };
   readonly #heartbeat: NodeJS.Timeout;
 
   constructor(readonly context: ServerContext) {
@@ -28,7 +36,7 @@ export class SseTransport {
     try {
       authorize(grant, session, false);
       this.context.connections.assertRoom();
-      stream = new SseStream(this.context, response, grant);
+      stream = new SseStream(this.context, response, grant, this.#last);
     } catch (error) {
       return replyError(response, error);
     }
@@ -57,7 +65,7 @@ class SseStream implements WatchConnection, WatchSink {
   readonly #closed: Promise<void>;
   readonly #cancelExpiry: () => void;
 
-  constructor(readonly context: ServerContext, readonly response: ServerResponse, grant: Grant) {
+  constructor(readonly context: ServerContext, readonly response: ServerResponse, grant: Grant, readonly last: FrameCache) {
     context.connections.add(this);
     this.#closed = new Promise((resolve) => {
       response.once('close', () => {
@@ -100,7 +108,7 @@ class SseStream implements WatchConnection, WatchSink {
     this.response.write(': live\n\n');
   }
 
-  event(type: 'change' | 'gap', cursor: string, members: string): void {
+  event(event: WatchEvent): void {
     if (this.#ended) return;
     const counters = this.context.connections.counters.sse;
     if (this.response.writableLength > this.context.limits.maxBufferedBytes) {
@@ -109,7 +117,12 @@ class SseStream implements WatchConnection, WatchSink {
       return void this.shutdown('slow-consumer');
     }
     counters.eventsSent++;
-    this.response.write(`id: ${cursor}\nevent: ${type}\ndata: {${members}}\n\n`);
+    const last = this.last;
+    if (last.event !== event) {
+      last.event = event;
+      last.frame = Buffer.from(`id: ${event.cursor}\nevent: ${event.type}\ndata: {${event.members}}\n\n`);
+    }
+    this.response.write(last.frame);
   }
 
   end(reason: EndReason): void {

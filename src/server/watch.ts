@@ -17,12 +17,23 @@ export interface WatchSpec {
   readonly cursor: string | undefined;
 }
 
+/**
+ * One event for a watcher: `members` are its JSON members without braces
+ * (the cursor among them). A change's event is one object for every watcher
+ * of it, delivered to them one after another: a transport may encode it once
+ * and reuse the bytes while the same object comes back.
+ */
+export interface WatchEvent {
+  readonly type: 'change' | 'gap';
+  readonly cursor: string;
+  readonly members: string;
+}
+
 /** Where a watch's events go: a transport's connection. */
 export interface WatchSink {
   /** The watch is registered: nothing committed from now on is missed. Called once, before any event. */
   started(): void;
-  /** One event: `type` is `change` or `gap`, `members` its JSON members without braces (the cursor among them). */
-  event(type: 'change' | 'gap', cursor: string, members: string): void;
+  event(event: WatchEvent): void;
   /** The watch is over; nothing follows. */
   end(reason: EndReason): void;
 }
@@ -107,7 +118,7 @@ export class Watch {
       const replay = cursor === undefined ? undefined : history.since(cursor, (entry) => this.#accepts(entry));
       if (replay !== undefined) {
         // The history is never behind the hub: what it holds and the held changes cover everything, and seqs tell the overlap.
-        for (const entry of replay.changes) this.sink.event('change', entry.cursor, entry.members);
+        for (const entry of replay.changes) this.sink.event(entry);
         this.#sentSeq = history.last;
         this.#release();
       } else if (cursor !== undefined || this.spec.includeCurrent) {
@@ -141,12 +152,12 @@ export class Watch {
     this.#sentSeq = 0;
     if (as === 'gap') {
       const snapshot = entries.map((entry) => ({ name: entry.name, value: entry.value, version: entry.version }));
-      this.sink.event('gap', position, `"cursor":"${position}","snapshot":${JSON.stringify(snapshot)}`);
+      this.sink.event({ type: 'gap', cursor: position, members: `"cursor":"${position}","snapshot":${JSON.stringify(snapshot)}` });
     } else {
       const at = Date.now();
       for (const entry of entries) {
         const members = changeMembers(position, variableKey(this.spec.session, entry.name), this.spec.session, entry.name, undefined, entry.value, entry.version, at, { current: true });
-        this.sink.event('change', position, members);
+        this.sink.event({ type: 'change', cursor: position, members });
       }
     }
     this.#release();
@@ -188,7 +199,7 @@ export class Watch {
         seen.delete(entry.name);
       }
     }
-    this.sink.event('change', entry.cursor, entry.members);
+    this.sink.event(entry);
   }
 
   #accepts(entry: EncodedChange): boolean {

@@ -5,7 +5,14 @@ import { isPlainObject } from '../core/assert.js';
 import { authorize, type Grant } from './auth.js';
 import { at, type ServerContext, type TransportCounters, type WatchConnection } from './connections.js';
 import { HttpError, logFailure, toHttp } from './http-errors.js';
-import { Watch, type EndReason, type WatchSpec } from './watch.js';
+import { Watch, type EndReason, type WatchEvent, type WatchSpec } from './watch.js';
+
+/** One encoded frame, kept while the same event goes to one watcher after another under the same id. */
+interface FrameCache {
+  event: WatchEvent | undefined;
+  prefix: string;
+  frame: Buffer;
+}
 
 /** The subprotocol of herald's WebSocket frames. */
 export const SUBPROTOCOL = 'herald.v1';
@@ -36,6 +43,8 @@ export class WebSocketTransport {
   readonly #wss: WebSocketServer;
   readonly #sockets = new Set<WsConnection>();
   readonly #pinger: NodeJS.Timeout;
+  /** The last frame encoded: watchers of a change under the same subscription id get the same bytes. */
+  readonly #last: FrameCache = { event: undefined, prefix: '', frame: Buffer.alloc(0) };
 
   constructor(readonly context: ServerContext) {
     this.#wss = new WebSocketServer({
@@ -55,7 +64,7 @@ export class WebSocketTransport {
     socket.once('close', release);
     this.#wss.handleUpgrade(request, socket, head, (ws) => {
       release();
-      const connection = new WsConnection(this.context, ws, grant, () => this.#sockets.delete(connection));
+      const connection = new WsConnection(this.context, ws, grant, this.#last, () => this.#sockets.delete(connection));
       this.#sockets.add(connection);
     });
   }
@@ -92,7 +101,7 @@ class WsConnection implements WatchConnection {
   readonly #closed: Promise<void>;
   readonly #cancelExpiry: () => void;
 
-  constructor(readonly context: ServerContext, readonly ws: WebSocket, readonly grant: Grant, forget: () => void) {
+  constructor(readonly context: ServerContext, readonly ws: WebSocket, readonly grant: Grant, readonly last: FrameCache, forget: () => void) {
     this.#counters = context.connections.counters.ws;
     this.#tokens = context.limits.maxSubscriptions;
     context.connections.add(this);
@@ -186,14 +195,21 @@ class WsConnection implements WatchConnection {
     let live = true;
     const sink = {
       started: () => this.#send(`{"type":"subscribed",${prefix.slice(0, -1)}}`),
-      event: (type: 'change' | 'gap', _cursor: string, members: string) => {
+      event: (event: WatchEvent) => {
         if (!live) return;
         if (this.ws.bufferedAmount > this.context.limits.maxBufferedBytes) {
           counters.eventsDropped++;
           return void this.shutdown('slow-consumer');
         }
         counters.eventsSent++;
-        this.#send(`{"type":"${type}",${prefix}${members}}`);
+        const last = this.last;
+        if (last.event !== event || last.prefix !== prefix) {
+          last.event = event;
+          last.prefix = prefix;
+          last.frame = Buffer.from(`{"type":"${event.type}",${prefix}${event.members}}`);
+        }
+        // Bytes as a text frame: encoded once for every watcher of the change under this id.
+        if (this.ws.readyState === this.ws.OPEN) this.ws.send(last.frame, { binary: false });
       },
       end: (reason: EndReason) => {
         if (!live) return;
