@@ -75,6 +75,8 @@ export interface ServerContext {
   readonly timers: WatchTimers;
   readonly connections: Connections;
   readonly log: ServerLog;
+  /** How long a connection told to close may take its last frames before it is cut off. */
+  readonly closeGraceMs: number;
 }
 
 /** The server's watching connections: admission, counts per transport, shutdown. */

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import diagnostics_channel from 'node:diagnostics_channel';
 import type { Gap } from '../core/backplane-port.js';
 import type { Change } from '../core/types.js';
@@ -8,15 +9,23 @@ import type { NotifyMessage } from '../stats/diagnostics.js';
 export interface EncodedChange {
   readonly type: 'change';
   readonly seq: number;
-  readonly cursor: string;
+  /** Where in the history it is; a watcher's cursor is its watch's scope and this. */
+  readonly position: string;
   readonly session: string;
   readonly name: string;
   readonly version: number;
   /**
-   * `"cursor":…,"key":…,…` — the change event's JSON members, without braces:
-   * each transport puts its own members (`type`, `id`) in front.
+   * `"key":…,"session":…,…` — the change event's JSON members after its
+   * cursor, without braces: each transport puts its own (`type`, `id`,
+   * `cursor`) in front.
    */
   readonly members: string;
+}
+
+/** The scope part of a watch's cursors: its session and names (in any order), hashed. */
+export function cursorScope(session: string, names: readonly string[] | undefined): string {
+  const what = JSON.stringify(names === undefined ? [session] : [session, [...new Set(names)].sort()]);
+  return createHash('sha256').update(what).digest('base64url').slice(0, 12);
 }
 
 /** Limits of the replay history: changes kept (0 keeps none) and their encoded bytes at most. */
@@ -32,10 +41,13 @@ export interface HistoryLimits {
  * history is never behind the hub: a watch registered at any instant is
  * covered either by the history (before) or by its observer (after).
  *
- * A cursor is `<epoch>.<generation>.<seq>`: `epoch` names this server's run
- * (another run's or another node's cursor cannot be replayed), `generation`
- * moves when the hub reports a gap (changes of other nodes may be missing, so
- * no earlier cursor can be replayed), `seq` is the hub's.
+ * A cursor is `<scope>.<epoch>.<generation>.<seq>`: `scope` names the
+ * watch it was handed to (its session and names: a cursor used on another
+ * watch cannot be replayed, as that watch may lack state the first one had
+ * not asked for), `epoch` this server's run (another run's or another node's
+ * cursor cannot be replayed either), `generation` moves when the hub reports
+ * a gap (changes of other nodes may be missing, so no earlier cursor can be
+ * replayed), and `seq` is the hub's. The part after the scope is a position.
  */
 export class WatchHistory {
   readonly epoch: string = Math.random().toString(36).slice(2, 10);
@@ -58,9 +70,9 @@ export class WatchHistory {
     diagnostics_channel.subscribe('herald:notify', this.#listener);
   }
 
-  /** The cursor of "now": every change recorded so far is before it. */
+  /** The position of "now": every change recorded so far is before it. */
   get position(): string {
-    return this.#cursor(this.#last);
+    return this.#position(this.#last);
   }
 
   /** The seq of the newest recorded change. */
@@ -75,11 +87,11 @@ export class WatchHistory {
 
   /**
    * The changes after `cursor` that `accepts`, oldest first; undefined when
-   * they cannot be told (the cursor is malformed, from another run or node,
-   * from before a gap, or older than what is kept).
+   * they cannot be told (the cursor is malformed, of another watch's `scope`,
+   * from another run or node, from before a gap, or older than what is kept).
    */
-  since(cursor: string, accepts: (entry: EncodedChange) => boolean): { seq: number; changes: EncodedChange[] } | undefined {
-    const seq = this.#parse(cursor);
+  since(cursor: string, scope: string, accepts: (entry: EncodedChange) => boolean): { seq: number; changes: EncodedChange[] } | undefined {
+    const seq = this.#parse(cursor, scope);
     if (seq === undefined || seq < this.#floor || seq > this.#last) return undefined;
     const changes: EncodedChange[] = [];
     const entries = this.#entries;
@@ -149,33 +161,32 @@ export class WatchHistory {
   #encodeNew(change: Change): EncodedChange | undefined {
     const { sessionId, name, version, ...rest } = change.meta as Record<string, unknown>;
     if (typeof sessionId !== 'string' || typeof name !== 'string' || typeof version !== 'number' || change.seq === 0) return undefined;
-    const cursor = this.#cursor(change.seq);
-    const members = changeMembers(cursor, change.key, sessionId, name, change.oldValue, change.newValue, version, change.at, rest);
-    const entry: EncodedChange = { type: 'change', seq: change.seq, cursor, session: sessionId, name, version, members };
+    const members = changeMembers(change.key, sessionId, name, change.oldValue, change.newValue, version, change.at, rest);
+    const entry: EncodedChange = { type: 'change', seq: change.seq, position: this.#position(change.seq), session: sessionId, name, version, members };
     this.#encoded.set(change, entry);
     return entry;
   }
 
-  #cursor(seq: number): string {
+  #position(seq: number): string {
     return `${this.epoch}.${this.#generation}.${seq}`;
   }
 
-  #parse(cursor: string): number | undefined {
-    const match = /^([a-z0-9]{1,16})\.(\d{1,9})\.(\d{1,16})$/.exec(cursor);
-    if (match === null || match[1] !== this.epoch || Number(match[2]) !== this.#generation) return undefined;
-    return Number(match[3]);
+  #parse(cursor: string, scope: string): number | undefined {
+    const match = /^([A-Za-z0-9_-]{1,32})\.([a-z0-9]{1,16})\.(\d{1,9})\.(\d{1,16})$/.exec(cursor);
+    if (match === null || match[1] !== scope || match[2] !== this.epoch || Number(match[3]) !== this.#generation) return undefined;
+    return Number(match[4]);
   }
 }
 
 /**
- * A change event's JSON members (DESIGN 9.2), without braces. An unset old or
- * new value (a first set, a delete) is left out: JSON has no undefined, and
- * null is a value.
+ * A change event's JSON members after its cursor (DESIGN 9.2), without
+ * braces. An unset old or new value (a first set, a delete) is left out: JSON
+ * has no undefined, and null is a value.
  */
 export function changeMembers(
-  cursor: string, key: string, session: string, name: string, oldValue: unknown, newValue: unknown, version: number, at: number, meta: unknown,
+  key: string, session: string, name: string, oldValue: unknown, newValue: unknown, version: number, at: number, meta: unknown,
 ): string {
-  let members = `"cursor":"${cursor}","key":${JSON.stringify(key)},"session":${JSON.stringify(session)},"name":${JSON.stringify(name)}`;
+  let members = `"key":${JSON.stringify(key)},"session":${JSON.stringify(session)},"name":${JSON.stringify(name)}`;
   if (oldValue !== undefined) members += `,"oldValue":${JSON.stringify(oldValue)}`;
   if (newValue !== undefined) members += `,"newValue":${JSON.stringify(newValue)}`;
   return `${members},"version":${version},"at":${at},"meta":${JSON.stringify(meta)}`;

@@ -32,7 +32,7 @@ export interface ServerOptions {
   readonly limits?: Partial<ServerLimits>;
   /** SSE heartbeat and WebSocket ping periods. */
   readonly timers?: Partial<WatchTimers>;
-  /** How long `close()` lets watchers take their `server-closing` before cutting them off. @default 5000 */
+  /** How long a watcher told to go (`server-closing`, `slow-consumer`, `token-expired`) may take its last frames before it is cut off. @default 5000 */
   readonly closeGraceMs?: number;
   /** Where the server tells what happened (a pino logger fits). @default silent */
   readonly log?: ServerLog;
@@ -92,7 +92,7 @@ export function createServer(options: ServerOptions): HeraldServer {
     ? undefined
     : hub.observePattern('session/**', () => undefined, { label: 'herald server history', onGap: (gap) => history.breakReplay(gap) });
   const connections = new Connections(limits.maxConnections);
-  const context: ServerContext = { hub, store, history, auth, limits, timers, connections, log };
+  const context: ServerContext = { hub, store, history, auth, limits, timers, connections, log, closeGraceMs };
   const api = new HttpApi(store, limits, log);
   const sse = new SseTransport(context);
   const ws = new WebSocketTransport(context);

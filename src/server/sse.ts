@@ -4,9 +4,10 @@ import { at, type ServerContext, type WatchConnection } from './connections.js';
 import { HttpError, logFailure, replyError } from './http-errors.js';
 import { Watch, type EndReason, type WatchEvent, type WatchSink, type WatchSpec } from './watch.js';
 
-/** One encoded event, kept while the same event goes to one watcher after another. */
+/** One encoded event, kept while the same event goes to one watcher after another with the same scope. */
 interface FrameCache {
   event: WatchEvent | undefined;
+  scope: string;
   frame: Buffer;
 }
 
@@ -20,7 +21,7 @@ interface FrameCache {
 export class SseTransport {
   readonly #streams = new Set<SseStream>();
   /** The last event encoded: every stream of a change's watchers writes the same bytes. */
-  readonly #last: FrameCache = { event: undefined, frame: Buffer.alloc(0) };
+  readonly #last: FrameCache = { event: undefined, scope: '', frame: Buffer.alloc(0) };
   readonly #heartbeat: NodeJS.Timeout;
 
   constructor(readonly context: ServerContext) {
@@ -32,6 +33,8 @@ export class SseTransport {
 
   /** Answers a watch request of `session` whose grant is known; never throws. */
   async watch(request: IncomingMessage, response: ServerResponse, url: URL, session: string, grant: Grant): Promise<void> {
+    // The client may have gone while its token was checked: its response's close has passed, so nothing may be set up for it.
+    if (response.closed || response.destroyed || request.socket.destroyed) return;
     let stream: SseStream;
     try {
       authorize(grant, session, false);
@@ -108,7 +111,7 @@ class SseStream implements WatchConnection, WatchSink {
     this.response.write(': live\n\n');
   }
 
-  event(event: WatchEvent): void {
+  event(event: WatchEvent, scope: string): void {
     if (this.#ended) return;
     const counters = this.context.connections.counters.sse;
     if (this.response.writableLength > this.context.limits.maxBufferedBytes) {
@@ -118,9 +121,11 @@ class SseStream implements WatchConnection, WatchSink {
     }
     counters.eventsSent++;
     const last = this.last;
-    if (last.event !== event) {
+    if (last.event !== event || last.scope !== scope) {
       last.event = event;
-      last.frame = Buffer.from(`id: ${event.cursor}\nevent: ${event.type}\ndata: {${event.members}}\n\n`);
+      last.scope = scope;
+      const cursor = `${scope}.${event.position}`;
+      last.frame = Buffer.from(`id: ${cursor}\nevent: ${event.type}\ndata: {"cursor":"${cursor}",${event.members}}\n\n`);
     }
     this.response.write(last.frame);
   }
@@ -140,7 +145,7 @@ class SseStream implements WatchConnection, WatchSink {
     }
     this.response.end(`event: end\ndata: {"reason":"${reason}"}\n\n`);
     // A client that does not read never takes the end: it is cut off after the grace.
-    setTimeout(() => this.destroy(), this.context.timers.heartbeatMs).unref();
+    setTimeout(() => this.destroy(), this.context.closeGraceMs).unref();
   }
 
   heartbeat(): void {

@@ -3,7 +3,7 @@ import { HeraldError } from '../core/errors.js';
 import type { JsonValue } from '../core/json.js';
 import type { Change, CloseReason, ObserverCallback, Subscription } from '../core/types.js';
 import { variableKey, type SessionStoreLike, type StoreWatchOptions, type VariableEntry } from '../store/store.js';
-import { changeMembers, type EncodedChange, type WatchHistory } from './history.js';
+import { changeMembers, cursorScope, type EncodedChange, type WatchHistory } from './history.js';
 
 /** Why a watch ended (DESIGN 9.2). */
 export type EndReason = 'session-ended' | 'slow-consumer' | 'token-expired' | 'server-closing' | 'unsubscribed' | 'store-unavailable';
@@ -18,14 +18,16 @@ export interface WatchSpec {
 }
 
 /**
- * One event for a watcher: `members` are its JSON members without braces
- * (the cursor among them). A change's event is one object for every watcher
+ * One event for a watcher. A change's event is one object for every watcher
  * of it, delivered to them one after another: a transport may encode it once
- * and reuse the bytes while the same object comes back.
+ * (with the watch's cursor scope) and reuse the bytes while the same object
+ * and scope come back.
  */
 export interface WatchEvent {
   readonly type: 'change' | 'gap';
-  readonly cursor: string;
+  /** Its place in the history: the cursor is the watch's scope, a dot, and this. */
+  readonly position: string;
+  /** Its JSON members after the cursor, without braces. */
   readonly members: string;
 }
 
@@ -33,7 +35,8 @@ export interface WatchEvent {
 export interface WatchSink {
   /** The watch is registered: nothing committed from now on is missed. Called once, before any event. */
   started(): void;
-  event(event: WatchEvent): void;
+  /** An event; its cursor is `${scope}.${event.position}`. */
+  event(event: WatchEvent, scope: string): void;
   /** The watch is over; nothing follows. */
   end(reason: EndReason): void;
 }
@@ -69,9 +72,12 @@ export class Watch {
   /** A gap arrived while the watch was reading: read again once done. */
   #gapAgain = false;
   readonly #names: ReadonlySet<string> | undefined;
+  /** The first part of this watch's cursors: they resume only a watch of the same session and names. */
+  readonly scope: string;
 
   private constructor(readonly context: WatchContext, readonly spec: WatchSpec, readonly sink: WatchSink) {
     this.#names = spec.names === undefined ? undefined : new Set(spec.names);
+    this.scope = cursorScope(spec.session, spec.names);
   }
 
   /**
@@ -115,10 +121,10 @@ export class Watch {
       if (this.#ended !== undefined) return;
       started = true;
       this.sink.started();
-      const replay = cursor === undefined ? undefined : history.since(cursor, (entry) => this.#accepts(entry));
+      const replay = cursor === undefined ? undefined : history.since(cursor, this.scope, (entry) => this.#accepts(entry));
       if (replay !== undefined) {
         // The history is never behind the hub: what it holds and the held changes cover everything, and seqs tell the overlap.
-        for (const entry of replay.changes) this.sink.event(entry);
+        for (const entry of replay.changes) this.sink.event(entry, this.scope);
         this.#sentSeq = history.last;
         this.#release();
       } else if (cursor !== undefined || this.spec.includeCurrent) {
@@ -152,12 +158,12 @@ export class Watch {
     this.#sentSeq = 0;
     if (as === 'gap') {
       const snapshot = entries.map((entry) => ({ name: entry.name, value: entry.value, version: entry.version }));
-      this.sink.event({ type: 'gap', cursor: position, members: `"cursor":"${position}","snapshot":${JSON.stringify(snapshot)}` });
+      this.sink.event({ type: 'gap', position, members: `"snapshot":${JSON.stringify(snapshot)}` }, this.scope);
     } else {
       const at = Date.now();
       for (const entry of entries) {
-        const members = changeMembers(position, variableKey(this.spec.session, entry.name), this.spec.session, entry.name, undefined, entry.value, entry.version, at, { current: true });
-        this.sink.event({ type: 'change', cursor: position, members });
+        const members = changeMembers(variableKey(this.spec.session, entry.name), this.spec.session, entry.name, undefined, entry.value, entry.version, at, { current: true });
+        this.sink.event({ type: 'change', position, members }, this.scope);
       }
     }
     this.#release();
@@ -199,7 +205,7 @@ export class Watch {
         seen.delete(entry.name);
       }
     }
-    this.sink.event(entry);
+    this.sink.event(entry, this.scope);
   }
 
   #accepts(entry: EncodedChange): boolean {

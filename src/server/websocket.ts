@@ -11,6 +11,7 @@ import { Watch, type EndReason, type WatchEvent, type WatchSpec } from './watch.
 interface FrameCache {
   event: WatchEvent | undefined;
   prefix: string;
+  scope: string;
   frame: Buffer;
 }
 
@@ -44,7 +45,7 @@ export class WebSocketTransport {
   readonly #sockets = new Set<WsConnection>();
   readonly #pinger: NodeJS.Timeout;
   /** The last frame encoded: watchers of a change under the same subscription id get the same bytes. */
-  readonly #last: FrameCache = { event: undefined, prefix: '', frame: Buffer.alloc(0) };
+  readonly #last: FrameCache = { event: undefined, prefix: '', scope: '', frame: Buffer.alloc(0) };
 
   constructor(readonly context: ServerContext) {
     this.#wss = new WebSocketServer({
@@ -141,7 +142,7 @@ class WsConnection implements WatchConnection {
       for (const slot of this.#watches.values()) slot.watch?.end(reason);
       this.ws.close(CLOSE_CODE[reason], reason);
       // A client that does not read never takes the close frame: it is cut off after the grace.
-      setTimeout(() => this.destroy(), this.context.timers.pingIntervalMs).unref();
+      setTimeout(() => this.destroy(), this.context.closeGraceMs).unref();
     }
     return this.#closed;
   }
@@ -194,19 +195,20 @@ class WsConnection implements WatchConnection {
     const counters = this.#counters;
     let live = true;
     const sink = {
-      started: () => this.#send(`{"type":"subscribed",${prefix.slice(0, -1)}}`),
-      event: (event: WatchEvent) => {
+      started: () => void (this.#overBound() || this.#send(`{"type":"subscribed",${prefix.slice(0, -1)}}`)),
+      event: (event: WatchEvent, scope: string) => {
         if (!live) return;
-        if (this.ws.bufferedAmount > this.context.limits.maxBufferedBytes) {
+        if (this.#overBound()) {
           counters.eventsDropped++;
-          return void this.shutdown('slow-consumer');
+          return;
         }
         counters.eventsSent++;
         const last = this.last;
-        if (last.event !== event || last.prefix !== prefix) {
+        if (last.event !== event || last.prefix !== prefix || last.scope !== scope) {
           last.event = event;
           last.prefix = prefix;
-          last.frame = Buffer.from(`{"type":"${event.type}",${prefix}${event.members}}`);
+          last.scope = scope;
+          last.frame = Buffer.from(`{"type":"${event.type}",${prefix}"cursor":"${scope}.${event.position}",${event.members}}`);
         }
         // Bytes as a text frame: encoded once for every watcher of the change under this id.
         if (this.ws.readyState === this.ws.OPEN) this.ws.send(last.frame, { binary: false });
@@ -256,12 +258,28 @@ class WsConnection implements WatchConnection {
 
   #error(id: string | undefined, error: unknown): void {
     logFailure(this.context.log, error, { transport: 'ws' });
+    // A client that sends and does not read is a slow consumer too: its error frames count against the bound.
+    if (this.#overBound()) return;
     const { body } = toHttp(error);
     this.#send(`{"type":"error",${id === undefined ? '' : `"id":${id},`}"code":${JSON.stringify(body.error.code)},"message":${JSON.stringify(body.error.message)}}`);
   }
 
   #send(text: string): void {
     if (this.ws.readyState === this.ws.OPEN) this.ws.send(text);
+  }
+
+  /**
+   * Whether the socket holds more than `maxBufferedBytes` unsent; if so its
+   * subscriptions end with `slow-consumer` (their end frames go out whatever
+   * the bound: at most one per subscription) and it closes with 4008.
+   */
+  #overBound(): boolean {
+    if (this.ws.bufferedAmount <= this.context.limits.maxBufferedBytes) return false;
+    if (!this.#closing) {
+      this.context.log.warn({ transport: 'ws', buffered: this.ws.bufferedAmount }, 'slow consumer: its subscriptions end');
+      void this.shutdown('slow-consumer');
+    }
+    return true;
   }
 }
 

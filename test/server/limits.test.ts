@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { get, type IncomingMessage } from 'node:http';
-import type { Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import parsePrometheus from 'parse-prometheus-text-format';
 import WebSocket from 'ws';
@@ -180,7 +181,21 @@ describe('slow and vanished watchers', () => {
     assert.ok(Number(dropped.value) >= 1, 'the dropped event is counted');
   });
 
-  test('a client that vanishes (socket destroyed) or goes silent (stops answering pings) has its subscriptions removed within two ping intervals', async (t) => {
+  test('a WebSocket that sends bad frames and never reads is a slow consumer too: its error frames count against maxBufferedBytes, and it is closed', { timeout: 60_000 }, async (t) => {
+    const { base, wsUrl } = await startServer(t, { limits: { maxBufferedBytes: 64 * 1024 }, timers: { pingIntervalMs: 60_000 }, closeGraceMs: 100 });
+    const ws = await WsWatcher.open(t, wsUrl);
+    socketOf(ws).pause();
+    for (let i = 0; i < 100_000; i++) ws.socket.send('{');
+    const count = async (): Promise<string> => (await (await fetch(`${base}/metrics`)).text()).match(/herald_connections\{transport="ws"\} (\d+)/)![1]!;
+    const deadline = Date.now() + 30_000;
+    // The socket is cut off once its grace (one ping interval) ends; till then it holds at most the bound.
+    while (await count() !== '0') {
+      assert.ok(Date.now() < deadline, 'the flooding socket is closed');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  });
+
+  test('a client that vanishes (socket destroyed) or goes silent (never answers a ping) has its subscriptions removed, the silent one at the second ping tick at the latest', async (t) => {
     const pingIntervalMs = 250;
     const { hub, store, wsUrl } = await startServer(t, { timers: { pingIntervalMs } });
     await store.createSession('s');
@@ -191,15 +206,28 @@ describe('slow and vanished watchers', () => {
     socketOf(gone).destroy();
     await until(() => hub.observerCount() === before, 'the destroyed socket\'s observers removed');
 
-    const silent = await WsWatcher.open(t, wsUrl);
-    await silent.subscribe({ id: 2, session: 's' });
-    // A peer that stops reading: pings go unanswered, as from a machine that vanished without a FIN.
-    socketOf(silent).pause();
-    const since = Date.now();
-    await until(() => hub.observerCount() === before, 'the silent socket\'s observer removed', 10_000);
-    const took = Date.now() - since;
-    t.diagnostic(`silent socket removed after ${took} ms (ping interval ${pingIntervalMs} ms)`);
-    assert.ok(took <= 2 * pingIntervalMs + 200, `removed after ${took} ms`);
+    // A client that reads but never answers a ping, as a raw socket: the server must give up on it at its second ping tick.
+    const { port } = new URL(wsUrl);
+    const raw = connect(Number(port), '127.0.0.1');
+    t.after(() => raw.destroy());
+    await within(new Promise((resolve) => raw.once('connect', resolve)), 10_000, 'a raw connection');
+    raw.write('GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n'
+      + `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Protocol: herald.v1\r\n\r\n`);
+    let received = Buffer.alloc(0);
+    raw.on('data', (chunk: Buffer) => (received = Buffer.concat([received, chunk])));
+    const ended = new Promise((resolve) => raw.once('close', resolve));
+    await until(() => received.includes('\r\n\r\n'), 'the handshake');
+    assert.match(received.toString('latin1'), /^HTTP\/1\.1 101/);
+    const payload = Buffer.from(JSON.stringify({ op: 'subscribe', id: 2, session: 's' }));
+    const mask = randomBytes(4);
+    raw.write(Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, payload.map((byte, i) => byte ^ mask[i % 4]!)]));
+    await until(() => hub.observerCount() === before + 1, 'the raw socket\'s subscription');
+    await within(ended, 10_000, 'the server closing the silent socket');
+    // Server frames are not masked: an empty ping is 0x89 0x00.
+    const pings = received.toString('latin1').split('\x89\x00').length - 1;
+    t.diagnostic(`the silent socket got ${pings} ping(s) before the server closed it (ping interval ${pingIntervalMs} ms)`);
+    assert.ok(pings >= 1 && pings <= 2, `closed after ${pings} pings`);
+    await until(() => hub.observerCount() === before, 'the silent socket\'s observer removed');
   });
 });
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { connect } from 'node:net';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
 import { within } from '../support/deadline.js';
@@ -125,6 +126,26 @@ describe('tokens', () => {
     assert.equal(closed.code, 4001);
     assert.deepEqual(ws.frames.filter((f) => f.type === 'end').map((f) => [f['id'], f['reason']]), [[1, 'token-expired'], [2, 'token-expired']]);
     assert.equal(hub.observerCount(), before);
+  });
+
+  test('SSE clients that go while their token is checked leave nothing behind: no connection counted, no observer', async (t) => {
+    const { base, store, hub } = await startServer(t, { auth: { secret: SECRET }, limits: { maxConnections: 5 } });
+    await store.createSession('a');
+    const before = hub.observerCount();
+    const good = await token({ sessions: ['a'], scope: ['read'] });
+    const { port } = new URL(base);
+    for (let i = 0; i < 50; i++) {
+      const socket = connect(Number(port), '127.0.0.1');
+      await within(new Promise((resolve) => socket.once('connect', resolve)), 10_000, 'a connection');
+      socket.write(`GET /v1/sessions/a/watch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${good}\r\n\r\n`);
+      // Gone at once, while the server checks the token.
+      socket.resetAndDestroy();
+    }
+    const connections = async (): Promise<string> => (await (await fetch(`${base}/metrics`, { headers: bearer(good) })).text()).match(/herald_connections\{transport="sse"\} (\d+)/)![1]!;
+    const deadline = Date.now() + 10_000;
+    while (await connections() !== '0' || hub.observerCount() !== before) assert.ok(Date.now() < deadline, 'nothing left of the aborted watches');
+    // And the limit of 5 is all there: five watchers get in.
+    for (let i = 0; i < 5; i++) await SseWatcher.open(t, `${base}/v1/sessions/a/watch`, bearer(good));
   });
 
   test('a secret shorter than 32 bytes is refused, and the message does not show it', async () => {

@@ -165,6 +165,35 @@ describe('watching: resume by cursor', () => {
     assert.deepEqual([gap.type, gap.data['snapshot']], ['gap', [{ name: 'x', value: 'x7', version: 8 }]]);
   });
 
+  test('a cursor resumes only a watch of the same session and names (in any order): another session\'s, or a wider set of names\', is a gap with a snapshot', async (t) => {
+    const { store, wsUrl } = await startServer(t);
+    await store.createSession('s1');
+    await store.createSession('s2');
+    await store.set('s1', 'b', 'b before');
+    await store.set('s2', 'a', 'a of s2');
+    const first = await WsWatcher.open(t, wsUrl);
+    await first.subscribe({ id: 'ab', session: 's1', names: ['a', 'b'] });
+    await first.subscribe({ id: 'a', session: 's1', names: ['a'] });
+    await store.set('s1', 'a', 1);
+    const { item: ofAb } = await first.next((f) => f['id'] === 'ab' && f['newValue'] === 1, 'a=1 on ab');
+    const { item: ofA } = await first.next((f) => f['id'] === 'a' && f['newValue'] === 1, 'a=1 on a');
+    await store.set('s1', 'a', 2);
+    const second = await WsWatcher.open(t, wsUrl);
+    const firstEvent = async (id: string, frame: Record<string, unknown>): Promise<Frame> => {
+      const from = second.frames.length;
+      assert.equal((await second.subscribe({ id, ...frame })).type, 'subscribed', id);
+      return (await second.next((f) => f['id'] === id && f.type !== 'subscribed', `${id}: its first event`, from)).item;
+    };
+    const sameInAnyOrder = await firstEvent('ba', { session: 's1', names: ['b', 'a'], cursor: ofAb['cursor'] });
+    assert.deepEqual([sameInAnyOrder.type, sameInAnyOrder['newValue']], ['change', 2], 'the same names in another order: replayed');
+    const wider = await firstEvent('wider', { session: 's1', names: ['a', 'b'], cursor: ofA['cursor'] });
+    assert.equal(wider.type, 'gap', 'names the cursor\'s watch did not have: b\'s state would be missing');
+    const byName = (a: { name: string }, b: { name: string }): number => a.name.localeCompare(b.name);
+    assert.deepEqual((wider['snapshot'] as { name: string }[]).sort(byName), [{ name: 'a', value: 2, version: 2 }, { name: 'b', value: 'b before', version: 1 }]);
+    const otherSession = await firstEvent('other', { session: 's2', names: ['a', 'b'], cursor: ofAb['cursor'] });
+    assert.deepEqual([otherSession.type, otherSession['snapshot']], ['gap', [{ name: 'a', value: 'a of s2', version: 1 }]]);
+  });
+
   test('a gap\'s cursor resumes: what was set after the gap is replayed', async (t) => {
     const { store, wsUrl } = await startServer(t);
     await store.createSession('gc');
