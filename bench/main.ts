@@ -22,6 +22,7 @@ import {
 import { ObserverManager } from '../src/index.js';
 import { serverBench } from './server.js';
 import { memoryStoreBench, postgresStoreBench, type StoreResults } from './stores.js';
+import { shuffle } from './shuffle.js';
 
 const started = Date.now();
 const args = process.argv.slice(2);
@@ -61,15 +62,6 @@ function progress(text: string): void {
     process.stderr.write(`${at} ${text} (previous section ${((Date.now() - sectionStart) / 1000).toFixed(1)} s)\n`);
     sectionStart = Date.now();
   }
-}
-
-function shuffle<T>(items: readonly T[]): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
 }
 
 function median(values: readonly number[]): number {

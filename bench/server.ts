@@ -50,6 +50,7 @@ import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { setImmediate as nextTask, setTimeout as sleep } from 'node:timers/promises';
 import type { Socket as SocketIoClientSocket } from 'socket.io-client';
+import { shuffle } from './shuffle.js';
 // Each process loads only what its role needs (the modules below are imported where used): children start faster.
 
 // ---- shared by both sides ----
@@ -664,15 +665,6 @@ async function stopAll(children: Child[]): Promise<void> {
       await deadline(once(child.proc, 'exit'), 5000, 'exit after SIGKILL').catch(() => {});
     }
   }));
-}
-
-function shuffle<T>(items: readonly T[]): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
 }
 
 /** Connects `watchers` in two steps (10 %, then the rest), measuring the server's memory after each. */

@@ -6,46 +6,24 @@
  * test ends; every PostgreSQL schema made is dropped.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { EventSource } from 'eventsource';
 import { SignJWT } from 'jose';
 import pg from 'pg';
 import { WebSocket } from 'ws';
 import { exitOf, within } from '../support/deadline.js';
+import { freePort, herald, type Run } from '../support/herald-cli.js';
 import { engineGate, urls } from '../support/engines.js';
-
-const BIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
 const gates = {
   postgres: await engineGate('postgres'),
   redis: await engineGate('redis'),
   nats: await engineGate('nats'),
 };
-
-interface Run {
-  readonly child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-}
-
-/** Runs the built `herald` binary; SIGKILLed when the test ends. */
-function herald(t: TestContext, args: string[], env: Record<string, string> = {}): Run {
-  assert.ok(existsSync(BIN), `${BIN} is missing: run \`npm run build\` first`);
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  t.after(() => void child.kill('SIGKILL'));
-  return { child, stdout: () => stdout, stderr: () => stderr };
-}
 
 /** Polls `probe` until it returns something, within `timeoutMs`. */
 function until<T>(probe: () => T | undefined | Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
@@ -70,15 +48,6 @@ async function listening(run: Run): Promise<string> {
     return /listening on (http:\/\/[^\s"]+)/.exec(run.stdout())?.[1];
   }, 15_000, 'herald serve to say where it listens');
   return url.replace('://0.0.0.0:', '://127.0.0.1:');
-}
-
-/** A port nobody listens on just now. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** A fresh PostgreSQL schema name, dropped when the test ends. */

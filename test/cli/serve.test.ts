@@ -1,23 +1,7 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { test, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
 import { exitOf, within } from '../support/deadline.js';
-
-const BIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
-
-/** Runs the built `herald` binary, as a user would; ended when the test ends. */
-function herald(t: TestContext, args: string[], env: Record<string, string> = {}): { child: ChildProcess; stdout: () => string; stderr: () => string } {
-  assert.ok(existsSync(BIN), `${BIN} is missing: run \`npm run build\` first`);
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  t.after(() => void child.kill('SIGKILL'));
-  return { child, stdout: () => stdout, stderr: () => stderr };
-}
+import { herald } from '../support/herald-cli.js';
 
 test('herald serve - prints where it listens; the API answers there; SIGTERM stops it with exit code 0', async (t) => {
   const run = herald(t, ['serve', '--port', '0']);

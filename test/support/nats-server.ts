@@ -1,17 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { within } from './deadline.js';
+import { freePort } from './herald-cli.js';
 
 const BINARY = process.env['HERALD_NATS_SERVER'] ?? '/usr/sbin/nats-server';
-
-/** A free loopback port, as the kernel hands one out. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /**
  * A NATS server of the test's own, with its monitoring endpoint on: the
