@@ -4,6 +4,7 @@ import type { SessionInfo, SessionStoreLike } from '../store/store.js';
 import { authorize, type Grant } from './auth.js';
 import type { ServerLog } from './connections.js';
 import { HttpError, logFailure, toHttp } from './http-errors.js';
+import { assertOpCount, getVariable, runTransaction, setVariable, type TransactionOp } from './operations.js';
 
 /** Limits of the HTTP API. */
 export interface HttpLimits {
@@ -109,26 +110,15 @@ export class HttpApi {
   }
 
   async #get(id: string, name: string): Promise<Reply> {
-    const entry = (await this.store.list(id)).find((e) => e.name === name);
-    if (entry === undefined) throw new HttpError(404, 'HERALD_NO_VARIABLE', `session ${JSON.stringify(id)} has no variable ${JSON.stringify(name)}`);
-    return { status: 200, body: { name, value: entry.value ?? null, version: entry.version }, headers: { etag: `"${entry.version}"` } };
+    const entry = await getVariable(this.store, id, name);
+    return { status: 200, body: { name, value: entry.value, version: entry.version }, headers: { etag: `"${entry.version}"` } };
   }
 
   async #put(request: IncomingMessage, id: string, name: string, limits: HttpLimits): Promise<Reply> {
     const body = objectBody(await readJson(request, limits), 'the body');
     if (!('value' in body)) throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', 'the body must have a `value`');
     const meta = body['meta'] === undefined ? undefined : objectBody(body['meta'], '`meta`');
-    const expected = ifMatch(request.headers['if-match']);
-    const result = await this.store.transaction(id, async (tx) => {
-      if (expected !== undefined) {
-        const current = await tx.entry(name);
-        const version = current === undefined || current.value === undefined ? 0 : current.version;
-        if (version !== expected) {
-          throw new HttpError(412, 'HERALD_VERSION_MISMATCH', `variable ${JSON.stringify(name)} is at version ${version}, not ${expected}: nothing was written`);
-        }
-      }
-      return tx.set(name, body['value'], meta);
-    });
+    const result = await setVariable(this.store, id, name, body['value'], meta, ifMatch(request.headers['if-match']));
     return { status: 200, body: { name, oldValue: result.oldValue ?? null, newValue: result.newValue, version: result.version }, headers: { etag: `"${result.version}"` } };
   }
 
@@ -139,12 +129,10 @@ export class HttpApi {
   async #transaction(request: IncomingMessage, id: string, limits: HttpLimits): Promise<Reply> {
     const body = objectBody(await readJson(request, limits), 'the body');
     const ops = body['ops'];
-    if (!Array.isArray(ops) || ops.length === 0) throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', '`ops` must be a non-empty array');
-    if (ops.length > limits.maxTransactionOps) {
-      throw new HttpError(413, 'HERALD_TOO_LARGE', `a transaction takes at most ${limits.maxTransactionOps} ops, got ${ops.length}`);
-    }
+    if (!Array.isArray(ops)) throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', '`ops` must be a non-empty array');
+    assertOpCount(ops.length, limits.maxTransactionOps);
     // Every op is checked before the transaction starts: a bad one changes nothing.
-    const checked = ops.map((op: unknown, i) => {
+    const checked = ops.map((op: unknown, i): TransactionOp => {
       const entry = objectBody(op, `ops[${i}]`);
       if (typeof entry['name'] !== 'string') throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', `ops[${i}].name must be a string`);
       if (entry['op'] === 'set') {
@@ -154,21 +142,8 @@ export class HttpApi {
       if (entry['op'] === 'delete') return { op: 'delete' as const, name: entry['name'] };
       throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', `ops[${i}].op must be "set" or "delete", got ${JSON.stringify(entry['op']) ?? 'nothing'}`);
     });
-    let txId = '';
-    const results = await this.store.transaction(id, async (tx) => {
-      txId = tx.txId;
-      const done: unknown[] = [];
-      for (const op of checked) {
-        if (op.op === 'set') {
-          const result = await tx.set(op.name, op.value);
-          done.push({ op: 'set', name: op.name, oldValue: result.oldValue ?? null, newValue: result.newValue, version: result.version });
-        } else {
-          done.push({ op: 'delete', name: op.name, deleted: await tx.delete(op.name) });
-        }
-      }
-      return done;
-    });
-    return { status: 200, body: { txId, results } };
+    const { txId, results } = await runTransaction(this.store, id, checked);
+    return { status: 200, body: { txId, results: results.map((r) => (r.op === 'set' ? { ...r, oldValue: r.oldValue ?? null } : r)) } };
   }
 }
 
