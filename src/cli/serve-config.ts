@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 export interface ServeConfig {
   readonly port: number;
   readonly host: string;
+  readonly grpcPort: number;
   readonly pg: string | undefined;
   readonly pgSchema: string;
   readonly redis: string | undefined;
@@ -33,6 +34,7 @@ interface Setting {
 const SETTINGS: readonly Setting[] = [
   { flag: 'port', kind: 'integer', fallback: 7070, arg: 'N', help: 'port to listen on (0: any free port)' },
   { flag: 'host', kind: 'string', fallback: '127.0.0.1', arg: 'HOST', help: 'address to listen on' },
+  { flag: 'grpc-port', kind: 'integer', fallback: 7071, arg: 'N', help: 'port of the gRPC API (proto/herald.proto), on the same address (0: any free port)' },
   { flag: 'pg', kind: 'string', fallback: undefined, arg: 'URL', help: 'keep sessions in PostgreSQL (postgres://…) instead of memory' },
   { flag: 'pg-schema', kind: 'string', fallback: 'herald', arg: 'NAME', help: 'schema of the PostgreSQL tables (created on first use)' },
   { flag: 'redis', kind: 'string', fallback: undefined, arg: 'URL', help: 'join a cluster over Redis (redis://…)' },
@@ -51,9 +53,9 @@ export class ConfigError extends Error {}
 
 export const SERVE_USAGE: string = `Usage: herald serve [options]
 
-Serves a session store over HTTP: the JSON API under /v1, watching over SSE
-and WebSocket, /healthz, /readyz and /metrics. By default the store is in
-memory and the server listens on 127.0.0.1:7070.
+Serves a session store over HTTP (the JSON API under /v1, watching over SSE
+and WebSocket, /healthz, /readyz and /metrics) and over gRPC. By default the
+store is in memory, HTTP is on 127.0.0.1:7070 and gRPC on 127.0.0.1:7071.
 
 Options (flags win over HERALD_* environment variables, which win over --config):
 ${SETTINGS.map((s) => {
@@ -108,6 +110,7 @@ export function serveConfig(args: readonly string[], env: NodeJS.ProcessEnv): Se
   const config: ServeConfig = {
     port: get('port') as number,
     host: get('host') as string,
+    grpcPort: get('grpc-port') as number,
     pg: get('pg') as string | undefined,
     pgSchema: get('pg-schema') as string,
     redis: get('redis') as string | undefined,
@@ -121,6 +124,7 @@ export function serveConfig(args: readonly string[], env: NodeJS.ProcessEnv): Se
     logLevel: get('log-level') as LogLevel,
   };
   if (config.port > 65535) throw new ConfigError(`--port must be a number from 0 to 65535, got ${config.port}`);
+  if (config.grpcPort > 65535) throw new ConfigError(`--grpc-port must be a number from 0 to 65535, got ${config.grpcPort}`);
   if (config.heartbeatMs < 10 || config.pingIntervalMs < 10) throw new ConfigError('--heartbeat-ms and --ping-interval-ms must be 10 or more');
   if (!(LEVELS as readonly string[]).includes(config.logLevel)) throw new ConfigError(`--log-level must be one of ${LEVELS.join(', ')}, got ${JSON.stringify(config.logLevel)}`);
   const clusters = [config.redis !== undefined && '--redis', config.nats !== undefined && '--nats', config.pgBackplane && '--pg-backplane'].filter(Boolean);

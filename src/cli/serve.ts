@@ -48,19 +48,22 @@ export async function serve(args: readonly string[], out: (line: string) => void
     limits: { history: config.history },
     timers: { heartbeatMs: config.heartbeatMs, pingIntervalMs: config.pingIntervalMs },
     log,
+    grpcPort: config.grpcPort,
   });
   try {
     await server.listen(config.port, config.host);
   } catch (error) {
-    err(`herald serve: cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`);
+    err(`herald serve: cannot listen on ${config.host}:${config.port} (HTTP) and :${config.grpcPort} (gRPC): ${(error as Error).message}`);
     await store.close();
     await hub.close();
     return 1;
   }
   const address = server.address!;
-  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
-  log.info({ url, store: describe.store, backplane: describe.backplane, tokens: config.tokenSecret !== undefined },
-    `herald listening on ${url} (${describe.store}${describe.backplane === undefined ? '' : `, ${describe.backplane} backplane`})`);
+  const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${shown}:${address.port}`;
+  const grpc = `${shown}:${server.grpcPort!}`;
+  log.info({ url, grpc, store: describe.store, backplane: describe.backplane, tokens: config.tokenSecret !== undefined },
+    `herald listening on ${url} (HTTP) and ${grpc} (gRPC), ${describe.store}${describe.backplane === undefined ? '' : `, ${describe.backplane} backplane`}`);
   log.info(`try: curl -X POST ${url}/v1/sessions -d '{"id":"42"}'  then  curl -N ${url}/v1/sessions/42/watch?includeCurrent=1`);
 
   const signal = await new Promise<string>((resolve) => {

@@ -1,6 +1,7 @@
 import type { ObserverManager } from '../hub/observer-manager.js';
 import type { SessionStoreLike } from '../store/store.js';
 import type { Auth } from './auth.js';
+import type { HttpLimits } from './http-api.js';
 import { HttpError } from './http-errors.js';
 import type { WatchHistory } from './history.js';
 import type { EndReason } from './watch.js';
@@ -71,7 +72,7 @@ export interface ServerContext {
   readonly store: SessionStoreLike;
   readonly history: WatchHistory;
   readonly auth: Auth | undefined;
-  readonly limits: WatchLimits;
+  readonly limits: WatchLimits & HttpLimits;
   readonly timers: WatchTimers;
   readonly connections: Connections;
   readonly log: ServerLog;

@@ -5,15 +5,25 @@ import type { Change } from '../core/types.js';
 import type { ObserverManager } from '../hub/observer-manager.js';
 import type { NotifyMessage } from '../stats/diagnostics.js';
 
+/** A change's fields with its values as JSON text (absent: unset), as every transport sends them. */
+export interface ChangeFields {
+  readonly key: string;
+  readonly session: string;
+  readonly name: string;
+  readonly oldJson: string | undefined;
+  readonly newJson: string | undefined;
+  readonly version: number;
+  readonly at: number;
+  readonly metaJson: string;
+}
+
 /** A store change as watchers receive it, encoded once for all of them. */
 export interface EncodedChange {
   readonly type: 'change';
   readonly seq: number;
   /** Where in the history it is; a watcher's cursor is its watch's scope and this. */
   readonly position: string;
-  readonly session: string;
-  readonly name: string;
-  readonly version: number;
+  readonly fields: ChangeFields;
   /**
    * `"key":…,"session":…,…` — the change event's JSON members after its
    * cursor, without braces: each transport puts its own (`type`, `id`,
@@ -144,11 +154,11 @@ export class WatchHistory {
       return;
     }
     this.#entries.push(entry);
-    this.#bytes += entry.members.length;
+    this.#bytes += sizeOf(entry);
     while (this.#entries.length - this.#head > events || (this.#bytes > bytes && this.#entries.length - this.#head > 0)) {
       const gone = this.#entries[this.#head]!;
       this.#entries[this.#head++] = undefined as unknown as EncodedChange;
-      this.#bytes -= gone.members.length;
+      this.#bytes -= sizeOf(gone);
       this.#floor = gone.seq;
     }
     // Compact once the dead prefix is as long as what is kept.
@@ -161,8 +171,8 @@ export class WatchHistory {
   #encodeNew(change: Change): EncodedChange | undefined {
     const { sessionId, name, version, ...rest } = change.meta as Record<string, unknown>;
     if (typeof sessionId !== 'string' || typeof name !== 'string' || typeof version !== 'number' || change.seq === 0) return undefined;
-    const members = changeMembers(change.key, sessionId, name, change.oldValue, change.newValue, version, change.at, rest);
-    const entry: EncodedChange = { type: 'change', seq: change.seq, position: this.#position(change.seq), session: sessionId, name, version, members };
+    const fields = changeFields(change.key, sessionId, name, change.oldValue, change.newValue, version, change.at, rest);
+    const entry: EncodedChange = { type: 'change', seq: change.seq, position: this.#position(change.seq), fields, members: changeMembers(fields) };
     this.#encoded.set(change, entry);
     return entry;
   }
@@ -178,16 +188,31 @@ export class WatchHistory {
   }
 }
 
+/** A change's fields, its values as JSON text. */
+export function changeFields(
+  key: string, session: string, name: string, oldValue: unknown, newValue: unknown, version: number, at: number, meta: unknown,
+): ChangeFields {
+  return {
+    key, session, name, version, at,
+    oldJson: oldValue === undefined ? undefined : JSON.stringify(oldValue),
+    newJson: newValue === undefined ? undefined : JSON.stringify(newValue),
+    metaJson: JSON.stringify(meta),
+  };
+}
+
 /**
  * A change event's JSON members after its cursor (DESIGN 9.2), without
  * braces. An unset old or new value (a first set, a delete) is left out: JSON
  * has no undefined, and null is a value.
  */
-export function changeMembers(
-  key: string, session: string, name: string, oldValue: unknown, newValue: unknown, version: number, at: number, meta: unknown,
-): string {
-  let members = `"key":${JSON.stringify(key)},"session":${JSON.stringify(session)},"name":${JSON.stringify(name)}`;
-  if (oldValue !== undefined) members += `,"oldValue":${JSON.stringify(oldValue)}`;
-  if (newValue !== undefined) members += `,"newValue":${JSON.stringify(newValue)}`;
-  return `${members},"version":${version},"at":${at},"meta":${JSON.stringify(meta)}`;
+export function changeMembers(f: ChangeFields): string {
+  let members = `"key":${JSON.stringify(f.key)},"session":${JSON.stringify(f.session)},"name":${JSON.stringify(f.name)}`;
+  if (f.oldJson !== undefined) members += `,"oldValue":${f.oldJson}`;
+  if (f.newJson !== undefined) members += `,"newValue":${f.newJson}`;
+  return `${members},"version":${f.version},"at":${f.at},"meta":${f.metaJson}`;
+}
+
+/** What an entry holds, roughly, in characters: its members and its fields' JSON. */
+function sizeOf(entry: EncodedChange): number {
+  return 2 * entry.members.length;
 }

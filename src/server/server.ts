@@ -12,6 +12,7 @@ import { WatchHistory } from './history.js';
 import { HttpApi, type HttpLimits } from './http-api.js';
 import { HttpError, logFailure, replyError } from './http-errors.js';
 import { prometheusText } from './metrics.js';
+import type { GrpcTransport } from './grpc.js';
 import { SseTransport } from './sse.js';
 import { WebSocketTransport } from './websocket.js';
 
@@ -36,14 +37,22 @@ export interface ServerOptions {
   readonly closeGraceMs?: number;
   /** Where the server tells what happened (a pino logger fits). @default silent */
   readonly log?: ServerLog;
+  /**
+   * Serve gRPC (`proto/herald.proto`) too, on this port of the same host (0:
+   * any free one): grpc-js runs an HTTP/2 server of its own. Its dependencies
+   * load only then. @default no gRPC
+   */
+  readonly grpcPort?: number;
 }
 
-/** A herald server: the store's HTTP API and its watchers over SSE and WebSocket, on one HTTP server. */
+/** A herald server: the store's HTTP API and its watchers over SSE and WebSocket on one HTTP server, and over gRPC on a port of its own. */
 export interface HeraldServer {
   /** Starts listening; resolves with the address once it does. */
   listen(port?: number, host?: string): Promise<AddressInfo>;
   /** Where it listens, once it does. */
   readonly address: AddressInfo | undefined;
+  /** The gRPC port, once it listens there (with `grpcPort`). */
+  readonly grpcPort: number | undefined;
   /**
    * Stops accepting (new requests get 503 `HERALD_CLOSING`), ends every
    * watch with `server-closing`, lets requests under way finish, and resolves
@@ -80,6 +89,8 @@ export function createServer(options: ServerOptions): HeraldServer {
     pingIntervalMs: integerOption(options.timers?.pingIntervalMs, 'options.timers.pingIntervalMs', 25_000, 10),
   };
   const closeGraceMs = integerOption(options.closeGraceMs, 'options.closeGraceMs', 5000, 0);
+  const grpcPort = options.grpcPort === undefined ? undefined : integerOption(options.grpcPort, 'options.grpcPort', 0, 0, 65535);
+  let grpc: GrpcTransport | undefined;
   const log = options.log ?? SILENT;
   if (typeof log.debug !== 'function' || typeof log.warn !== 'function' || typeof log.error !== 'function') {
     throw InvalidArgumentError.expected('HERALD_INVALID_OPTION', 'options.log', 'a logger with debug, warn and error (a pino logger fits)', log);
@@ -162,14 +173,28 @@ export function createServer(options: ServerOptions): HeraldServer {
 
   let closed: Promise<void> | undefined;
   return {
-    listen(port = 7070, host = '127.0.0.1') {
-      return new Promise((resolve, reject) => {
+    async listen(port = 7070, host = '127.0.0.1') {
+      const address = await new Promise<AddressInfo>((resolve, reject) => {
         http.once('error', reject);
         http.listen(port, host, () => {
           http.off('error', reject);
           resolve(http.address() as AddressInfo);
         });
       });
+      if (grpcPort !== undefined) {
+        const { GrpcTransport } = await import('./grpc.js');
+        grpc = new GrpcTransport(context);
+        try {
+          await grpc.listen(grpcPort, host);
+        } catch (error) {
+          await new Promise((resolve) => http.close(resolve));
+          throw error;
+        }
+      }
+      return address;
+    },
+    get grpcPort() {
+      return grpc?.port;
     },
     get address() {
       const address = http.address();
@@ -183,6 +208,7 @@ export function createServer(options: ServerOptions): HeraldServer {
         await connections.shutdown('server-closing', closeGraceMs);
         ws.close();
         sse.close();
+        await grpc?.close(Math.max(0, closeGraceMs - (Date.now() - started)));
         interest?.unsubscribe();
         history.close();
         // Requests under way finish (within what is left of the grace); then every connection goes, idle or not.

@@ -3,7 +3,7 @@ import { HeraldError } from '../core/errors.js';
 import type { JsonValue } from '../core/json.js';
 import type { Change, CloseReason, ObserverCallback, Subscription } from '../core/types.js';
 import { variableKey, type SessionStoreLike, type StoreWatchOptions, type VariableEntry } from '../store/store.js';
-import { changeMembers, cursorScope, type EncodedChange, type WatchHistory } from './history.js';
+import { changeFields, changeMembers, cursorScope, type ChangeFields, type EncodedChange, type WatchHistory } from './history.js';
 
 /** Why a watch ended (DESIGN 9.2). */
 export type EndReason = 'session-ended' | 'slow-consumer' | 'token-expired' | 'server-closing' | 'unsubscribed' | 'store-unavailable';
@@ -18,17 +18,22 @@ export interface WatchSpec {
 }
 
 /**
- * One event for a watcher. A change's event is one object for every watcher
+ * One event for a watcher: `position` is its place in the history (its
+ * cursor is the watch's scope, a dot, and this), `members` its JSON members
+ * after the cursor, without braces. A change's event is one object for every watcher
  * of it, delivered to them one after another: a transport may encode it once
  * (with the watch's cursor scope) and reuse the bytes while the same object
  * and scope come back.
  */
-export interface WatchEvent {
-  readonly type: 'change' | 'gap';
-  /** Its place in the history: the cursor is the watch's scope, a dot, and this. */
-  readonly position: string;
-  /** Its JSON members after the cursor, without braces. */
-  readonly members: string;
+export type WatchEvent =
+  | { readonly type: 'change'; readonly position: string; readonly members: string; readonly fields: ChangeFields }
+  | { readonly type: 'gap'; readonly position: string; readonly members: string; readonly snapshot: readonly SnapshotEntry[] };
+
+/** A variable in a gap's snapshot. */
+export interface SnapshotEntry {
+  readonly name: string;
+  readonly value: JsonValue;
+  readonly version: number;
 }
 
 /** Where a watch's events go: a transport's connection. */
@@ -157,13 +162,13 @@ export class Watch {
     this.#seen = new Map(entries.map((entry) => [entry.name, entry.version]));
     this.#sentSeq = 0;
     if (as === 'gap') {
-      const snapshot = entries.map((entry) => ({ name: entry.name, value: entry.value, version: entry.version }));
-      this.sink.event({ type: 'gap', position, members: `"snapshot":${JSON.stringify(snapshot)}` }, this.scope);
+      const snapshot = entries.map((entry) => ({ name: entry.name, value: entry.value!, version: entry.version }));
+      this.sink.event({ type: 'gap', position, members: `"snapshot":${JSON.stringify(snapshot)}`, snapshot }, this.scope);
     } else {
       const at = Date.now();
       for (const entry of entries) {
-        const members = changeMembers(variableKey(this.spec.session, entry.name), this.spec.session, entry.name, undefined, entry.value, entry.version, at, { current: true });
-        this.sink.event({ type: 'change', position, members }, this.scope);
+        const fields = changeFields(variableKey(this.spec.session, entry.name), this.spec.session, entry.name, undefined, entry.value, entry.version, at, { current: true });
+        this.sink.event({ type: 'change', position, members: changeMembers(fields), fields }, this.scope);
       }
     }
     this.#release();
@@ -199,17 +204,17 @@ export class Watch {
     if (entry === undefined || !this.#accepts(entry)) return;
     const seen = this.#seen;
     if (seen !== undefined) {
-      const version = seen.get(entry.name);
+      const version = seen.get(entry.fields.name);
       if (version !== undefined) {
-        if (entry.version <= version) return;
-        seen.delete(entry.name);
+        if (entry.fields.version <= version) return;
+        seen.delete(entry.fields.name);
       }
     }
     this.sink.event(entry, this.scope);
   }
 
   #accepts(entry: EncodedChange): boolean {
-    return entry.session === this.spec.session && (this.#names?.has(entry.name) ?? true);
+    return entry.fields.session === this.spec.session && (this.#names?.has(entry.fields.name) ?? true);
   }
 
   #gap(gap: Gap): void {

@@ -126,7 +126,8 @@ describe('limits of a WebSocket', () => {
 
 describe('slow and vanished watchers', () => {
   test('a WebSocket that stops reading while 100 000 changes are made ends with slow-consumer (4008); the server\'s memory stays bounded; another watcher gets every change', { timeout: 120_000 }, async (t) => {
-    const { store, wsUrl, base } = await startServer(t);
+    // The slow client reads again only at the end: its close frame must wait for it that long.
+    const { store, wsUrl, base } = await startServer(t, { closeGraceMs: 120_000 });
     await store.createSession('s');
     const slow = await WsWatcher.open(t, wsUrl);
     await slow.subscribe({ id: 'slow', session: 's', names: ['x'] });

@@ -17,6 +17,8 @@ export interface Run {
 /** Runs the built `herald` binary, as a user would; SIGKILLed when the test ends. */
 export function herald(t: TestContext, args: string[], env: Record<string, string> = {}): Run {
   assert.ok(existsSync(BIN), `${BIN} is missing: run \`npm run build\` first`);
+  // Servers of parallel tests must not meet on the default gRPC port.
+  if (args[0] === 'serve' && !args.includes('--grpc-port') && env['HERALD_GRPC_PORT'] === undefined) args = [...args, '--grpc-port', '0'];
   const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
