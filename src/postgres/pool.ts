@@ -38,3 +38,20 @@ export function resolvePool(options: PoolSource, onError: (error: Error) => void
 export function clientBeside(pool: pg.Pool, config: pg.ClientConfig = {}): pg.Client {
   return new pg.Client({ ...(pool.options as pg.ClientConfig), ...config });
 }
+
+/**
+ * A client of `pool`, with `onError` listening from the tick it is handed
+ * out: pg parses a connection's readiness and an error that came in the same
+ * read (a backend terminated at once) in one go, so a listener added after
+ * `await pool.connect()` would come too late, and the error would crash the
+ * process. The caller removes `onError` before releasing the client. @internal
+ */
+export function checkout(pool: pg.Pool, onError: (error: Error) => void): Promise<pg.PoolClient> {
+  return new Promise((resolve, reject) => {
+    pool.connect((error, client) => {
+      if (client === undefined || (error !== undefined && error !== null)) return reject(error ?? new Error('the pool handed out no client'));
+      client.on('error', onError);
+      resolve(client);
+    });
+  });
+}

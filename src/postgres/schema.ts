@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { checkout } from './pool.js';
 
 /**
  * Every table herald keeps in PostgreSQL, in one schema: the session store's
@@ -79,7 +80,10 @@ export class PostgresSchema {
 }
 
 async function createOnce(pool: pg.Pool, schema: string, ddl: readonly string[]): Promise<void> {
-  const client = await pool.connect();
+  // A connection lost meanwhile fails the next query; listening keeps it from crashing the process.
+  const onError = (): void => {};
+  const client = await checkout(pool, onError);
+  let failed = false;
   try {
     await client.query('BEGIN');
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`herald:${schema}`]);
@@ -87,9 +91,11 @@ async function createOnce(pool: pg.Pool, schema: string, ddl: readonly string[])
     for (const statement of ddl) await client.query(statement);
     await client.query('COMMIT');
   } catch (error) {
+    failed = true;
     await client.query('ROLLBACK').catch(() => {});
     throw error;
   } finally {
-    client.release();
+    client.off('error', onError);
+    client.release(failed ? true : undefined);
   }
 }

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { HeraldError } from '../core/errors.js';
-import { clientBeside } from './pool.js';
+import { checkout, clientBeside } from './pool.js';
 
 /** A transaction on a connection of its own: {@link inTransaction} hands one to its work. @internal */
 export interface PgTransaction {
@@ -37,10 +37,9 @@ export const RESOLVE_WITHIN_MS = 10_000;
  * so the pool never hands it out again. @internal
  */
 export async function inTransaction<R>(pool: pg.Pool, work: (tx: PgTransaction) => Promise<R>, resolveWithinMs = RESOLVE_WITHIN_MS): Promise<R> {
-  const client = await pool.connect();
   let broken: Error | undefined;
   const onError = (error: Error): void => void (broken ??= error);
-  client.on('error', onError);
+  const client = await checkout(pool, onError);
   let identity: { xid: string; pid: number } | undefined;
   const assertConnected = (): void => {
     if (broken !== undefined) throw new HeraldError('HERALD_STORE', `the connection was lost during the transaction: ${broken.message}`, { cause: broken });

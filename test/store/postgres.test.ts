@@ -528,3 +528,47 @@ test('PostgresSessionStore - a watch whose session read is stale (the session wa
   await here.hub.drain();
   assert.equal(fresh.active && late.active, true);
 });
+
+test('PostgresSessionStore: backends terminated by an administrator while writes run fail those writes with HERALD_STORE, and the process goes on', { skip, timeout: 60_000 }, async () => {
+  const name = `herald_t${process.pid}_kill`;
+  schemas.push(name);
+  const hub = new ObserverManager();
+  // Its own pool, tagged, so only its backends are terminated.
+  const store = new PostgresSessionStore({ hub, connectionString: `${url}?application_name=${name}`, schema: name });
+  const crashes: unknown[] = [];
+  const onCrash = (error: unknown): void => void crashes.push(error);
+  process.on('uncaughtException', onCrash);
+  try {
+    await store.createSession('s');
+    let stop = false;
+    let kills = 0;
+    const codes = new Set<string>();
+    const killer = (async () => {
+      for (let round = 0; round < 150; round++) {
+        kills += Number((await admin.query('SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE application_name = $1', [name])).rows[0].n);
+        await new Promise((resolve) => setTimeout(resolve, round % 10));
+      }
+      stop = true;
+    })();
+    const writers = Array.from({ length: 4 }, async () => {
+      for (let i = 0; !stop; i++) {
+        try {
+          await store.set('s', 'a', i);
+        } catch (error) {
+          codes.add((error as { code?: string }).code ?? 'none');
+        }
+      }
+    });
+    await killer;
+    await Promise.all(writers);
+    assert.ok(kills > 0, 'backends were terminated');
+    assert.deepEqual(crashes, [], 'no error escaped as an uncaught exception');
+    assert.deepEqual([...codes].filter((code) => code !== 'HERALD_STORE' && code !== 'HERALD_IN_DOUBT'), [], 'failed writes say HERALD_STORE');
+    // And the store works once the terminations stop.
+    assert.equal((await store.set('s', 'after', 1)).version, 1);
+  } finally {
+    process.off('uncaughtException', onCrash);
+    await store.close();
+    await hub.close();
+  }
+});
