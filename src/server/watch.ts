@@ -2,7 +2,7 @@ import type { Gap } from '../core/backplane-port.js';
 import { HeraldError } from '../core/errors.js';
 import type { JsonValue } from '../core/json.js';
 import type { Change, CloseReason, ObserverCallback, Subscription } from '../core/types.js';
-import { variableKey, type SessionStoreLike, type StoreWatchOptions, type VariableEntry } from '../store/store.js';
+import { noSession, variableKey, type SessionStoreLike, type StoreWatchOptions, type VariableEntry } from '../store/store.js';
 import { changeFields, changeMembers, cursorScope, type ChangeFields, type EncodedChange, type WatchHistory } from './history.js';
 
 /** Why a watch ended (DESIGN 9.2). */
@@ -74,6 +74,10 @@ export class Watch {
   /** After a replay: changes up to this seq were sent. */
   #sentSeq = 0;
   #ended: EndReason | undefined;
+  /** Whether `sink.started` was called: from then on the watch ends with `sink.end`, before it `start` rejects. */
+  #started = false;
+  /** The last gap handled: each name's observer reports the same one. */
+  #lastGap: Gap | undefined;
   /** A gap arrived while the watch was reading: read again once done. */
   #gapAgain = false;
   readonly #names: ReadonlySet<string> | undefined;
@@ -107,13 +111,13 @@ export class Watch {
     this.#ended = reason;
     this.#held = undefined;
     for (const sub of this.#subs) sub.unsubscribe();
-    this.sink.end(reason);
+    // Before the watcher was told it is live, it gets an error from `start` instead (see #start).
+    if (this.#started) this.sink.end(reason);
   }
 
   async #start(label: string): Promise<void> {
     const { store, history } = this.context;
     const { session, names, cursor } = this.spec;
-    let started = false;
     const onChange: ObserverCallback<JsonValue | undefined> = (change) => this.#take(change);
     const options: StoreWatchOptions = {
       label,
@@ -123,8 +127,8 @@ export class Watch {
     try {
       if (names === undefined) this.#subs.push(await store.watchSession(session, onChange, options));
       else for (const name of names) this.#subs.push(await store.watch(session, name, onChange, options));
-      if (this.#ended !== undefined) return;
-      started = true;
+      if (this.#ended !== undefined) throw endedBeforeStart(this.#ended, session);
+      this.#started = true;
       this.sink.started();
       const replay = cursor === undefined ? undefined : history.since(cursor, this.scope, (entry) => this.#accepts(entry));
       if (replay !== undefined) {
@@ -139,7 +143,7 @@ export class Watch {
       }
     } catch (error) {
       // Once the watcher was told it is live, a failure ends the watch; before, the watcher gets the error.
-      if (started) return this.end('store-unavailable');
+      if (this.#started) return this.end('store-unavailable');
       this.#ended = 'unsubscribed';
       for (const sub of this.#subs) sub.unsubscribe();
       throw error;
@@ -219,7 +223,8 @@ export class Watch {
 
   #gap(gap: Gap): void {
     this.context.history.breakReplay(gap);
-    if (this.#ended !== undefined) return;
+    if (this.#ended !== undefined || gap === this.#lastGap) return;
+    this.#lastGap = gap;
     if (this.#held !== undefined) {
       this.#gapAgain = true;
       return;
@@ -231,4 +236,11 @@ export class Watch {
     if (this.#ended !== undefined) return;
     this.end(reason === 'session-ended' ? 'session-ended' : reason === 'slow-consumer' ? 'slow-consumer' : reason === 'hub-closed' ? 'server-closing' : 'unsubscribed');
   }
+}
+
+/** Why a watch that ended while it registered could not start: the error its watcher gets. */
+function endedBeforeStart(reason: EndReason, session: string): HeraldError {
+  if (reason === 'session-ended') return noSession(session);
+  if (reason === 'server-closing') return new HeraldError('HERALD_CLOSED', 'the server is closing');
+  return new HeraldError('HERALD_STORE', `the watch ended before it started: ${reason}`);
 }

@@ -269,6 +269,38 @@ describe('watching: what a watch covers and how it ends', () => {
     assert.equal((await ws.next((f) => f.type === 'error', 'an error for an unknown id')).item['code'], 'HERALD_NOT_FOUND');
   });
 
+  test('a session deleted while a watch of several names registers: the watcher gets HERALD_NO_SESSION (404 for SSE), never an end before subscribed', async (t) => {
+    let between: (() => Promise<void>) | undefined;
+    /** Runs `between` once, after the first name's observer is registered and before the second's. */
+    class Paused extends SessionStore {
+      override async watch(...args: Parameters<SessionStore['watch']>): ReturnType<SessionStore['watch']> {
+        const sub = await super.watch(...args);
+        const step = between;
+        between = undefined;
+        await step?.();
+        return sub;
+      }
+    }
+    const hub = new ObserverManager();
+    const store = new Paused({ hub });
+    const { base, wsUrl } = await startServer(t, { hub, store });
+    const ws = await WsWatcher.open(t, wsUrl);
+    for (const transport of ['ws', 'sse'] as const) {
+      await store.createSession('gone');
+      between = async () => void (await store.deleteSession('gone'));
+      if (transport === 'ws') {
+        const answer = await ws.subscribe({ id: 'g', session: 'gone', names: ['a', 'b'] });
+        assert.deepEqual([answer.type, answer['code']], ['error', 'HERALD_NO_SESSION']);
+        assert.deepEqual(ws.frames.map((f) => f.type), ['error'], 'no end frame for a watch that never started');
+      } else {
+        const response = await fetch(`${base}/v1/sessions/gone/watch?names=a,b`);
+        assert.equal(response.status, 404);
+        assert.equal(((await response.json()) as { error: { code: string } }).error.code, 'HERALD_NO_SESSION');
+      }
+    }
+    assert.equal(hub.observerCount(), 0);
+  });
+
   test('a watch of a session that does not exist is refused: a coded error frame, a 404 for SSE, and nothing registered', async (t) => {
     const { hub, base, wsUrl } = await startServer(t);
     const before = hub.observerCount();
