@@ -35,6 +35,9 @@ export interface BackplaneOptions {
   readonly onStateChange?: (state: BackplaneState) => void;
 }
 
+/** Changes held while a reconnection is recovered, at most. */
+const MAX_HELD_WHILE_RECOVERING = 10_000;
+
 /** Origins remembered for ordering; the oldest is forgotten beyond this. */
 const MAX_ORIGINS = 10_000;
 
@@ -81,6 +84,13 @@ export abstract class Backplane implements BackplanePort {
   readonly #interest: Interest;
   /** A replay or gap check after a reconnection, in progress. */
   #recovering = false;
+  /**
+   * Changes received from the loss of the receiving side until the
+   * reconnection is recovered (Redis, NATS: a gap is coming): they go to the
+   * hub after the gap signal, so observers hear of the gap before any change
+   * that came after the loss.
+   */
+  #heldWhileRecovering: WireChange[] | undefined;
   #idleWaiters: (() => void)[] = [];
   /** Woken when interest has nothing left to do, or the connection goes. */
   #subscribedWaiters: (() => void)[] = [];
@@ -373,11 +383,13 @@ export abstract class Backplane implements BackplanePort {
     if (again) this.counters.reconnects++;
     this.#interest.open(this.heldAfterConnect());
     this.#outgoing.open();
-    if (!again || !this.#missed) return;
+    if (!again || !this.#missed) return this.#releaseHeld();
     this.#missed = false;
     this.#recovering = true;
     void this.#recover().finally(() => {
       this.#recovering = false;
+      // Lost again meanwhile: what came in stays held for the next connection's gap signal.
+      if (!this.#missed) this.#releaseHeld();
       this.#wakeIfIdle();
     });
   }
@@ -399,6 +411,17 @@ export abstract class Backplane implements BackplanePort {
     if (!complete && this.#state !== 'closed') this.signalGap('reconnected');
   }
 
+  /** What came in while recovering, after the gap signal (if any), in the order it came. */
+  #releaseHeld(): void {
+    const held = this.#heldWhileRecovering;
+    this.#heldWhileRecovering = undefined;
+    if (held === undefined || this.#state === 'closed') return;
+    for (const change of held) {
+      this.counters.received++;
+      this.#sink?.deliver(change.key, change.oldValue, change.newValue, change.meta, change.at);
+    }
+  }
+
   /**
    * A connection is gone; it will be retried. `receiving` is false when only
    * the sending side went (nothing sent to this node was missed, so no gap).
@@ -406,7 +429,11 @@ export abstract class Backplane implements BackplanePort {
   protected disconnected(error?: unknown, receiving = true): void {
     if (error !== undefined) this.reportError(error);
     if (this.#state === 'closed') return;
-    if (receiving) this.#missed = true;
+    if (receiving) {
+      this.#missed = true;
+      // From the loss on, what comes in waits for the gap signal (a client may resubscribe before this node hears it is back).
+      this.#heldWhileRecovering ??= [];
+    }
     this.#setState(this.#everConnected ? 'reconnecting' : 'connecting');
     this.#interest.pause();
     this.#outgoing.pause();
@@ -452,6 +479,13 @@ export abstract class Backplane implements BackplanePort {
     }
     if (accept === undefined ? !this.#inOrder(change) : !accept(change)) {
       this.counters.duplicates++;
+      return;
+    }
+    // An engine that orders by itself (accept) replays while recovering: what it receives is the recovery.
+    const held = accept === undefined ? this.#heldWhileRecovering : undefined;
+    if (held !== undefined) {
+      // Past the bound a change is dropped: it came before the gap signal, which covers it.
+      if (held.length < MAX_HELD_WHILE_RECOVERING) held.push(change);
       return;
     }
     this.counters.received++;

@@ -87,6 +87,53 @@ export function clusterContract(options: ClusterContractOptions): void {
       assert.equal(stats.publishFailed + stats.publishDropped, 0, 'nothing failed or dropped');
     });
 
+    test('after a reconnection that lost changes, the gap signal comes before any change that came after the loss', { timeout: 60_000 }, async (t) => {
+      const proxy = await TcpProxy.start(url);
+      const states = stateWatch();
+      const { a, b } = pair(t, 'gap-order', proxy, { onStateChange: states.onStateChange });
+      const seen: (number | 'gap')[] = [];
+      b.hub.observe(b.key, (change) => void seen.push(change.newValue as number), { onGap: () => void seen.push('gap') });
+      await Promise.all([a.backplane.ready(), b.backplane.ready()]);
+      let n = 0;
+      let stop = false;
+      const publisher = (async () => {
+        while (!stop) {
+          a.hub.notify(a.key, n, ++n);
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      })();
+      const until = (condition: () => boolean, what: string): Promise<void> => within((async () => {
+        while (!condition()) await new Promise((resolve) => setTimeout(resolve, 5));
+      })(), 30_000, what);
+      await until(() => seen.length >= 20, 'changes before the cut');
+      const lost = states.next('reconnecting');
+      proxy.cut();
+      await lost;
+      const atCut = n;
+      await until(() => n >= atCut + 50, 'changes published while cut off');
+      const back = states.next('connected');
+      proxy.restore();
+      await back;
+      const atRestore = n;
+      await until(() => seen.some((v) => typeof v === 'number' && v > atRestore + 50), 'changes published after the reconnection');
+      stop = true;
+      await publisher;
+      // A hole in the numbers is only allowed after a gap signal that came before it.
+      let previous: number | undefined;
+      let gapBefore = false;
+      for (const item of seen) {
+        if (item === 'gap') {
+          gapBefore = true;
+          continue;
+        }
+        if (previous !== undefined && item !== previous + 1) {
+          assert.ok(gapBefore, `${previous} then ${item}: a hole with no gap signal before it (${engine})`);
+          gapBefore = false;
+        }
+        previous = item;
+      }
+    });
+
     test('an observer removed while its node is cut off leaves no engine subscription once the node is back', { timeout: 60_000 }, async (t) => {
       const proxy = await TcpProxy.start(url);
       const states = stateWatch();
