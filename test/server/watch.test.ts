@@ -5,7 +5,7 @@ import { ObserverManager, SessionStore, type VariableEntry } from '../../src/ind
 import { RedisBackplane } from '../../src/redis.js';
 import { engineGate, urls } from '../support/engines.js';
 import { TcpProxy } from '../support/proxy.js';
-import { call, SseWatcher, startServer, WsWatcher, type Frame, type SseEvent } from '../support/watchers.js';
+import { call, grpcClient, SseWatcher, startServer, WsWatcher, type Frame, type SseEvent } from '../support/watchers.js';
 
 /** An in-memory store whose `list` takes a turn of the event loop, as a database's would: writes land while a watch reads. */
 class SlowReads extends SessionStore {
@@ -41,10 +41,10 @@ describe('watching: includeCurrent while writes race', () => {
    * every `every` sets, until the watch is live and `extra` more after: the
    * watch starts in the middle of the writes.
    */
-  async function race(t: TestContext, writes: number[], every: number, extra: number, transport: 'ws' | 'sse'): Promise<void> {
+  async function race(t: TestContext, writes: number[], every: number, extra: number, transport: 'ws' | 'sse' | 'grpc'): Promise<void> {
     const hub = new ObserverManager();
     const store = new SlowReads({ hub });
-    const { base, wsUrl } = await startServer(t, { hub, store });
+    const { base, wsUrl, grpcPort } = await startServer(t, { hub, store });
     const session = `race-${transport}`;
     await store.createSession(session);
     for (const name of NAMES) await store.set(session, name, -1);
@@ -63,9 +63,14 @@ describe('watching: includeCurrent while writes race', () => {
       const ws = await WsWatcher.open(t, wsUrl);
       assert.equal((await ws.subscribe({ id: 'w', session, names: NAMES, includeCurrent: true })).type, 'subscribed');
       received = () => ws.changes('w');
-    } else {
+    } else if (transport === 'sse') {
       const sse = await SseWatcher.open(t, `${base}/v1/sessions/${session}/watch?names=a,b,c&includeCurrent=1`);
       received = () => sse.events.filter((e) => e.type === 'change').map((e) => e.data);
+    } else {
+      const watch = grpcClient(t, grpcPort).watch({ session_id: session, variable_names: NAMES, include_current: true });
+      await watch.live;
+      received = () => watch.events.filter((e) => e['event'] === 'change')
+        .map((e) => ({ name: e['change']['name'], version: e['change']['version'], meta: JSON.parse(e['change']['meta_json']) as unknown }));
     }
     live = true;
     await writer;
@@ -78,7 +83,7 @@ describe('watching: includeCurrent while writes race', () => {
     assertUnbroken(received(), last);
   }
 
-  for (const transport of ['ws', 'sse'] as const) {
+  for (const transport of ['ws', 'sse', 'grpc'] as const) {
     test(`${transport}: each variable's versions arrive once each, in order, from its current value on (fast-check)`, async (t) => {
       await fc.assert(fc.asyncProperty(
         fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 1, maxLength: 20 }), fc.integer({ min: 1, max: 8 }), fc.nat({ max: 30 }),
@@ -285,7 +290,7 @@ describe('watching: what a watch covers and how it ends', () => {
     const store = new Paused({ hub });
     const { base, wsUrl } = await startServer(t, { hub, store });
     const ws = await WsWatcher.open(t, wsUrl);
-    for (const transport of ['ws', 'sse'] as const) {
+    for (const transport of ['ws', 'sse', 'grpc'] as const) {
       await store.createSession('gone');
       between = async () => void (await store.deleteSession('gone'));
       if (transport === 'ws') {

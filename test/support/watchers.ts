@@ -1,24 +1,30 @@
 import type { TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
 import { EventSource } from 'eventsource';
 import WebSocket from 'ws';
 import { ObserverManager, SessionStore } from '../../src/index.js';
 import { createServer, type HeraldServer, type ServerOptions } from '../../src/server.js';
 import { within } from './deadline.js';
 
+/** The proto the package ships. */
+export const PROTO = fileURLToPath(new URL('../../proto/herald.proto', import.meta.url));
+
 /** A server on a free loopback port, with its own hub and in-memory store (unless given), closed when the test ends. */
 export async function startServer(t: TestContext, options: Partial<ServerOptions> = {}): Promise<{
-  hub: ObserverManager; store: ServerOptions['store']; server: HeraldServer; base: string; wsUrl: string;
+  hub: ObserverManager; store: ServerOptions['store']; server: HeraldServer; base: string; wsUrl: string; grpcPort: number;
 }> {
   const hub = options.hub ?? new ObserverManager();
   const store = options.store ?? new SessionStore({ hub });
-  const server = createServer({ ...options, hub, store });
+  const server = createServer({ grpcPort: 0, ...options, hub, store });
   const { port } = await server.listen(0, '127.0.0.1');
   t.after(async () => {
     await server.close();
     await store.close();
     await hub.close();
   });
-  return { hub, store, server, base: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}/v1/ws` };
+  return { hub, store, server, base: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}/v1/ws`, grpcPort: server.grpcPort! };
 }
 
 /** Waits, with a deadline, for the first item of `items` from `from` on that `accepts`; resolves with its index. */
@@ -148,4 +154,59 @@ export async function call(base: string, method: string, path: string, body?: un
   const response = await fetch(`${base}${path}`, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
   const text = await response.text();
   return { status: response.status, body: text === '' ? undefined : JSON.parse(text) };
+}
+
+/** A gRPC message as grpc-js hands it over, of any shape, read by the tests. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Message = Record<string, any>;
+
+/** The herald.v1.Herald client of grpc-js, loaded from the shipped proto. */
+export function grpcClient(t: TestContext, port: number, token?: string, options: grpc.ChannelOptions = {}): GrpcHerald {
+  const definition = protoLoader.loadSync(PROTO, { keepCase: true, longs: Number, defaults: true, oneofs: true });
+  const Herald = ((grpc.loadPackageDefinition(definition)['herald'] as grpc.GrpcObject)['v1'] as grpc.GrpcObject)['Herald'] as grpc.ServiceClientConstructor;
+  const client = new Herald(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), options) as unknown as grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+  t.after(() => client.close());
+  const metadata = (): grpc.Metadata => {
+    const m = new grpc.Metadata();
+    if (token !== undefined) m.set('authorization', `Bearer ${token}`);
+    return m;
+  };
+  return {
+    client,
+    call: (method, request, options = {}) => within(new Promise((resolve, reject) => {
+      client[method]!(request, metadata(), options, (error: grpc.ServiceError | null, reply: unknown) => (error === null ? resolve(reply as Message) : reject(error)));
+    }), 10_000, `${method} to answer`),
+    watch: (request) => new GrpcWatcher(client['Watch']!(request, metadata()) as grpc.ClientReadableStream<Message>),
+  };
+}
+
+/** A grpc-js client of herald: `call` a unary method (rejecting with the ServiceError), or `watch`. */
+export interface GrpcHerald {
+  readonly client: grpc.Client;
+  call(method: string, request: object, options?: grpc.CallOptions): Promise<Message>;
+  watch(request: object): GrpcWatcher;
+}
+
+/** A Watch stream: its events in order, when it went live (initial metadata), and how it ended. */
+export class GrpcWatcher {
+  readonly inbox = new Inbox<Message>();
+  readonly live: Promise<void>;
+  readonly status: Promise<grpc.StatusObject>;
+
+  constructor(readonly call: grpc.ClientReadableStream<Message>) {
+    call.on('data', (event: Record<string, unknown>) => this.inbox.push(event));
+    call.on('error', () => {});
+    this.live = within(new Promise((resolve) => call.once('metadata', () => resolve())), 10_000, 'the watch to go live');
+    // A watch that is refused never goes live: only a test that waits for it fails.
+    this.live.catch(() => {});
+    this.status = new Promise((resolve) => call.once('status', resolve));
+  }
+
+  get events(): Message[] {
+    return this.inbox.items;
+  }
+
+  async next(accepts: (event: Message) => boolean, what: string, from = 0, timeoutMs?: number): Promise<{ item: Message; index: number }> {
+    return this.inbox.find(accepts, what, from, timeoutMs);
+  }
 }
