@@ -19,7 +19,7 @@ export interface TransportCounters {
 
 /** Limits of watching connections (DESIGN 9.3). */
 export interface WatchLimits {
-  /** Watching connections (SSE streams and WebSockets together) at most; past it, 429 `HERALD_LIMIT`. @default 10000 */
+  /** Watching connections (SSE streams, WebSockets and gRPC Watch streams together) at most; past it, 429 `HERALD_LIMIT` (gRPC: RESOURCE_EXHAUSTED). @default 10000 */
   readonly maxConnections: number;
   /** Subscriptions per WebSocket at most; past it, an error frame `HERALD_LIMIT`. @default 128 */
   readonly maxSubscriptions: number;

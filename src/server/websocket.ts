@@ -65,7 +65,8 @@ export class WebSocketTransport {
     socket.once('close', release);
     this.#wss.handleUpgrade(request, socket, head, (ws) => {
       release();
-      const connection = new WsConnection(this.context, ws, grant, this.#last, () => this.#sockets.delete(connection));
+      const remote = `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`;
+      const connection = new WsConnection(this.context, ws, grant, this.#last, remote, () => this.#sockets.delete(connection));
       this.#sockets.add(connection);
     });
   }
@@ -102,7 +103,7 @@ class WsConnection implements WatchConnection {
   readonly #closed: Promise<void>;
   readonly #cancelExpiry: () => void;
 
-  constructor(readonly context: ServerContext, readonly ws: WebSocket, readonly grant: Grant, readonly last: FrameCache, forget: () => void) {
+  constructor(readonly context: ServerContext, readonly ws: WebSocket, readonly grant: Grant, readonly last: FrameCache, remote: string, forget: () => void) {
     this.#counters = context.connections.counters.ws;
     this.#tokens = context.limits.maxSubscriptions;
     context.connections.add(this);
@@ -123,8 +124,7 @@ class WsConnection implements WatchConnection {
     ws.on('pong', () => void (this.#heard = true));
     ws.on('error', () => ws.terminate());
     this.#cancelExpiry = at(grant.expiresAt, () => void this.shutdown('token-expired'));
-    const remote = (ws as unknown as { _socket?: { remoteAddress?: string; remotePort?: number } })._socket;
-    const who = { transport: 'ws', remote: `${remote?.remoteAddress ?? '?'}:${remote?.remotePort ?? '?'}` };
+    const who = { transport: 'ws', remote };
     context.log.debug(who, 'watcher connected');
     void this.#closed.then(() => context.log.debug(who, 'watcher left'));
   }
