@@ -16,7 +16,7 @@ import { writeCharts } from './chart.js';
 import { clusterBench, engineProblem, engineUrls } from './cluster.js';
 import { ALL, floor, herald, makeObservers, PEERS, readSink, type Contender, type Fn, type Instance } from './contenders.js';
 import {
-  CHURN, COALESCE_OVERLOAD, clusterName, consoleReport, cycleGrowthName, evaluateTargets, fanoutName, FIXED_COSTS, idleHeapName, MEMORY_STORE, MIXED_HUB,
+  CHURN, COALESCE_OVERLOAD, clusterName, consoleReport, cycleGrowthName, evaluateTargets, fanoutName, FIXED_COSTS, grpcFanoutName, idleHeapName, MEMORY_STORE, MIXED_HUB,
   NO_OBSERVERS, postgresStoreName, removalName, serverFanoutName, type Kinds, type Result, type ResultsFile, type ServerResults, type Settings,
 } from './report.js';
 import { ObserverManager } from '../src/index.js';
@@ -351,19 +351,26 @@ async function clusters(): Promise<void> {
   }
 }
 
-/** herald/server's watchers against a bare ws broadcast and socket.io, each side in processes of its own (bench/server.ts). */
+/**
+ * herald/server's watchers against a bare ws broadcast and socket.io, then its
+ * gRPC Watch streams against a bare grpc-js server; each side in processes of
+ * its own (bench/server.ts).
+ */
 async function servers(): Promise<void> {
-  const name = serverFanoutName(settings.server!.watchers);
-  if (FILTER !== undefined && !name.includes(FILTER)) return;
-  progress(name);
-  try {
-    const outcome = await serverBench(settings.server!, progress);
-    serverResults[name] = outcome.figures;
-    notes.push(...outcome.notes);
-  } catch (error) {
-    // Its processes are stopped by now; the rest of the run still counts.
-    notes.push(`${name}: failed, no figures (${(error as Error).message.split('\n')[0]})`);
-    process.exitCode = 1;
+  const server = settings.server!;
+  for (const scenario of ['ws', 'grpc'] as const) {
+    const name = scenario === 'ws' ? serverFanoutName(server.watchers) : grpcFanoutName(server.grpc!.streams);
+    if (FILTER !== undefined && !name.includes(FILTER)) continue;
+    progress(name);
+    try {
+      const outcome = await serverBench(scenario, server, progress);
+      serverResults[name] = outcome.figures;
+      notes.push(...outcome.notes);
+    } catch (error) {
+      // Its processes are stopped by now; the rest of the run still counts.
+      notes.push(`${name}: failed, no figures (${(error as Error).message.split('\n')[0]})`);
+      process.exitCode = 1;
+    }
   }
 }
 
@@ -386,6 +393,7 @@ const settings: Settings = {
     latencySets: 3,
     windowMs: QUICK ? 500 : 2500,
     rounds: QUICK ? 2 : 5,
+    grpc: { streams: QUICK ? 1000 : 5000, streamsPerConnection: 100 },
   },
 };
 const R = settings.rounds;

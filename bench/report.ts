@@ -85,10 +85,14 @@ export const clusterName = (engine: Engine): string =>
   `across nodes on ${engine === 'postgres' ? 'PostgreSQL' : engine === 'redis' ? 'Redis' : 'NATS'}: notify on node A → callback on node B`;
 export const serverFanoutName = (watchers: number): string =>
   `server fan-out: one set → ${watchers.toLocaleString('en-US').replace(/,/g, ' ')} watchers over 127.0.0.1 (herald WebSocket and SSE, bare ws, socket.io)`;
-/** The rows of the server fan-out tables (see bench/server.ts). */
+export const grpcFanoutName = (streams: number): string =>
+  `server fan-out over gRPC: one set → ${streams.toLocaleString('en-US').replace(/,/g, ' ')} Watch streams over 127.0.0.1 (herald gRPC, bare grpc-js)`;
+/** The rows of the server fan-out tables (see bench/server.ts: SERVER_CONTENDERS, GRPC_CONTENDERS). */
 export const HERALD_WS = 'herald (WebSocket)';
 export const BARE_WS = 'floor: bare ws broadcast';
 export const SOCKET_IO = 'socket.io room broadcast';
+export const HERALD_GRPC = 'herald (gRPC)';
+export const BARE_GRPC = 'floor: bare grpc-js, the same bytes to every stream';
 export const isClusterScenario = (name: string): boolean => name.startsWith('across nodes');
 
 /** The raw client's row in each engine's table. */
@@ -153,6 +157,15 @@ export function evaluateTargets(results: ResultsFile['results'], stores: StoreRe
     targets.push({ what: `${engine}: cross-node latency p99 vs the raw client`, target: '≤ 1.30×', measured: x(p99), met: p99 <= 1.3 });
   }
   for (const byContender of Object.values(servers)) {
+    const g = byContender[HERALD_GRPC];
+    const grpcFloor = byContender[BARE_GRPC];
+    if (g !== undefined && grpcFloor !== undefined) {
+      const n = g.watchers.toLocaleString('en-US').replace(/,/g, ' ');
+      for (const [label, key] of [['p50', 'p50Us'], ['p99', 'p99Us']] as const) {
+        const ratio = g[key] / grpcFloor[key];
+        targets.push({ what: `server: set → ${n} gRPC Watch streams, latency ${label}, vs a bare grpc-js server`, target: '≤ 1.50× bare grpc-js', measured: `${x(ratio)} (${us(g[key])} vs ${us(grpcFloor[key])})`, met: ratio <= 1.5 });
+      }
+    }
     const h = byContender[HERALD_WS];
     const floor = byContender[BARE_WS];
     const peer = byContender[SOCKET_IO];
@@ -185,16 +198,15 @@ export function evaluateTargets(results: ResultsFile['results'], stores: StoreRe
 const us = (value: number): string => (value >= 1000 ? `${(value / 1000).toFixed(2)} ms` : `${value.toFixed(0)} µs`);
 const bytes = (value: number): string => (Math.abs(value) >= 10_240 ? `${(value / 1024).toFixed(1)} KiB` : `${value.toFixed(0)} B`);
 
-/** The server fan-out tables: one row per contender, ratios to the bare ws floor. */
+/** The server fan-out tables: one row per contender, ratios to the scenario's floor (bare ws, bare grpc-js). */
 export function serverTables(servers: ServerResults | undefined): string {
   const lines: string[] = [];
   for (const [scenario, byContender] of Object.entries(servers ?? {})) {
-    const floor = byContender[BARE_WS];
-    lines.push(
-      '', `#### ${scenario}`, '',
-      '| contender | watchers | latency p50 | p99 | p99 × floor | last watcher | sets/s to all | heap / connection | RSS / connection | frame | connect all |',
-      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-    );
+    const floor = byContender[BARE_WS] ?? byContender[BARE_GRPC];
+    const header = byContender[HERALD_GRPC] !== undefined || byContender[BARE_GRPC] !== undefined
+      ? '| contender | streams | latency p50 | p99 | p99 × floor | last stream | sets/s to all | heap / stream | RSS / stream | message | connect all |'
+      : '| contender | watchers | latency p50 | p99 | p99 × floor | last watcher | sets/s to all | heap / connection | RSS / connection | frame | connect all |';
+    lines.push('', `#### ${scenario}`, '', header, '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const [name, f] of Object.entries(byContender)) {
       const vsFloor = floor === undefined ? '' : x(f.p99Us / floor.p99Us);
       lines.push(`| ${name === HERALD_WS || name.startsWith('herald') ? `**${name}**` : name} | ${f.watchers} | ${us(f.p50Us)} | ${us(f.p99Us)} | ${vsFloor} | ${f.lastMs.toFixed(1)} ms | `

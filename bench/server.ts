@@ -5,6 +5,17 @@
  * frame to the same number of clients (the floor) and socket.io broadcasting
  * it to a room (the peer; websocket transport only).
  *
+ * A second scenario (`serverBench('grpc', …)`, a table of its own): one set →
+ * thousands of server-streaming `Watch` calls of proto/herald.proto (5 000 by
+ * default), herald's gRPC transport (`createServer({ grpcPort: 0 })`) beside
+ * a bare grpc-js server implementing the same method (the floor: the same
+ * WatchEvent fields serialized once per set, its bytes written to every
+ * stream through a passthrough serializer, as src/server/grpc.ts does).
+ * Clients are grpc-js channels, `streamsPerConnection` streams on each (a
+ * local subchannel pool per channel, so each is its own HTTP/2 connection),
+ * the same for both. Its throughput window is paced (at most GRPC_IN_FLIGHT
+ * sets on their way): see there.
+ *
  * Processes, the same arrangement for every contender: each server runs in a
  * child process of its own (so that the heap and RSS it grows per connection
  * are its own, not the clients'), and its clients are spread over
@@ -55,15 +66,27 @@ import { shuffle } from './shuffle.js';
 
 // ---- shared by both sides ----
 
-/** The contenders, by the name their table row has. */
+/** The contenders of the WebSocket / SSE scenario, by the name their table row has. */
 export const SERVER_CONTENDERS = {
   'herald-ws': 'herald (WebSocket)',
   'herald-sse': 'herald (SSE)',
   'floor': 'floor: bare ws broadcast',
   'socket.io': 'socket.io room broadcast',
 } as const;
-type Kind = keyof typeof SERVER_CONTENDERS;
-const KINDS = Object.keys(SERVER_CONTENDERS) as Kind[];
+/** The contenders of the gRPC scenario: server-streaming `Watch` of proto/herald.proto. */
+export const GRPC_CONTENDERS = {
+  'herald-grpc': 'herald (gRPC)',
+  'grpc-floor': 'floor: bare grpc-js, the same bytes to every stream',
+} as const;
+type Kind = keyof typeof SERVER_CONTENDERS | keyof typeof GRPC_CONTENDERS;
+const CONTENDER_NAMES: Record<Kind, string> = { ...SERVER_CONTENDERS, ...GRPC_CONTENDERS };
+/** Which scenario: herald's WebSocket and SSE beside ws and socket.io, or herald's gRPC beside a bare grpc-js server. */
+export type ServerScenario = 'ws' | 'grpc';
+const SCENARIO_KINDS: Record<ServerScenario, Kind[]> = {
+  ws: Object.keys(SERVER_CONTENDERS) as Kind[],
+  grpc: Object.keys(GRPC_CONTENDERS) as Kind[],
+};
+const isGrpc = (kind: Kind): kind is keyof typeof GRPC_CONTENDERS => kind === 'herald-grpc' || kind === 'grpc-floor';
 
 /** What the figures of one contender are. */
 export interface ServerFigures {
@@ -91,6 +114,13 @@ export interface ServerSettings {
   readonly latencySets: number;
   readonly windowMs: number;
   readonly rounds: number;
+  /** The gRPC scenario (absent from files written before it existed); latencySets, windowMs, rounds and clientProcesses as above. */
+  readonly grpc?: {
+    /** Concurrent Watch streams, one variable each. */
+    readonly streams: number;
+    /** Streams per HTTP/2 connection (a client channel of its own for each connection). */
+    readonly streamsPerConnection: number;
+  };
 }
 
 const SESSION = 's';
@@ -150,6 +180,44 @@ function peerFrame(): (seq: number) => Record<string, unknown> {
   };
 }
 
+const PROTO = fileURLToPath(new URL('../proto/herald.proto', import.meta.url));
+
+/** grpc-js and the `Watch` method of proto/herald.proto, loaded as src/server/grpc.ts loads it (keepCase, longs as numbers, oneofs). */
+async function loadWatch(): Promise<{ grpc: typeof import('@grpc/grpc-js'); watch: import('@grpc/grpc-js').MethodDefinition<object, object> }> {
+  const grpc = await import('@grpc/grpc-js');
+  const protoLoader = await import('@grpc/proto-loader');
+  const definition = protoLoader.loadSync(PROTO, { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true });
+  const v1 = (grpc.loadPackageDefinition(definition)['herald'] as import('@grpc/grpc-js').GrpcObject)['v1'] as import('@grpc/grpc-js').GrpcObject;
+  const watch = (v1['Herald'] as import('@grpc/grpc-js').ServiceClientConstructor).service['Watch']!;
+  return { grpc, watch };
+}
+
+/** The scope part of the floor's cursors: as long as herald's (`<12 characters>.<8 characters>`), so that both send messages of the same size. */
+const FLOOR_SCOPE = 'benchfloor00.floor000';
+
+/**
+ * herald's WatchEvent of a change, for the gRPC floor: the same fields, the
+ * same sizes (the version counts this server's sets, from 1 for the first
+ * value, as herald's store counts them; herald's cursor ends with it).
+ */
+function peerEvent(): (seq: number) => object {
+  let previous = JSON.stringify(valueOf(-1));
+  let version = 1;
+  return (seq) => {
+    const json = JSON.stringify(valueOf(seq));
+    version++;
+    const event = {
+      cursor: `${FLOOR_SCOPE}.0.${version}`,
+      change: {
+        key: `session/${SESSION}/${NAME}`, session_id: SESSION, name: NAME, old_value_json: previous, new_value_json: json,
+        version, at: Date.now(), meta_json: '{}',
+      },
+    };
+    previous = json;
+    return event;
+  };
+}
+
 async function listen(server: http.Server): Promise<number> {
   server.listen(0, '127.0.0.1', 2048);
   await once(server, 'listening');
@@ -157,6 +225,49 @@ async function listen(server: http.Server): Promise<number> {
 }
 
 async function startServer(kind: Kind): Promise<ServerSide> {
+  if (kind === 'herald-grpc') {
+    const { ObserverManager, SessionStore } = await import('../src/index.js');
+    const { createServer } = await import('../src/server.js');
+    const hub = new ObserverManager();
+    const store = new SessionStore({ hub });
+    await store.createSession(SESSION);
+    await store.set(SESSION, NAME, valueOf(-1));
+    // Its keepalive pings (timers.pingIntervalMs) at 5 minutes too: longer than the run.
+    const server = createServer({ hub, store, grpcPort: 0, timers: { heartbeatMs: LONG_TIMER_MS, pingIntervalMs: LONG_TIMER_MS }, limits: { maxConnections: 1_000_000 } });
+    await server.listen(0, '127.0.0.1');
+    const key = `session/${SESSION}/${NAME}`;
+    return { port: server.grpcPort!, set: (seq) => store.set(SESSION, NAME, valueOf(seq)), count: () => hub.observerCount(key) };
+  }
+  if (kind === 'grpc-floor') {
+    const { grpc, watch } = await loadWatch();
+    const serialize = watch.responseSerialize;
+    const streams = new Set<import('@grpc/grpc-js').ServerWritableStream<object, Buffer>>();
+    // The same server options as herald's (src/server/grpc.ts), keepalive at 5 minutes as there; no max_concurrent_streams in either.
+    const server = new grpc.Server({ 'grpc.keepalive_time_ms': LONG_TIMER_MS, 'grpc.keepalive_timeout_ms': LONG_TIMER_MS });
+    // Buffers go out as they are: the event is serialized once per set, for every stream (as herald does).
+    server.addService({ Watch: { ...watch, responseSerialize: (value: Buffer) => value } }, {
+      Watch: (call: import('@grpc/grpc-js').ServerWritableStream<object, Buffer>) => {
+        streams.add(call);
+        const gone = (): void => void streams.delete(call);
+        call.once('cancelled', gone);
+        call.once('close', gone);
+        // Headers once registered, as herald sends them once the watch is live.
+        call.sendMetadata(new grpc.Metadata());
+      },
+    });
+    const port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) => (error === null ? resolve(bound) : reject(error)));
+    });
+    const eventOf = peerEvent();
+    return {
+      port,
+      set: (seq) => {
+        const bytes = serialize(eventOf(seq));
+        for (const call of streams) call.write(bytes);
+      },
+      count: () => streams.size,
+    };
+  }
   if (kind === 'herald-ws' || kind === 'herald-sse') {
     const { ObserverManager, SessionStore } = await import('../src/index.js');
     const { createServer } = await import('../src/server.js');
@@ -252,9 +363,32 @@ interface Receipts {
   last: number;
 }
 
+/** The gRPC client side: a Watch client constructor whose deserializer notes each message's size (in `bytes`, read right after). */
+async function grpcClientSide(): Promise<{ grpc: typeof import('@grpc/grpc-js'); Client: import('@grpc/grpc-js').ServiceClientConstructor; bytes: number }> {
+  const { grpc, watch } = await loadWatch();
+  const side = { grpc, Client: undefined as unknown as import('@grpc/grpc-js').ServiceClientConstructor, bytes: 0 };
+  const deserialize = watch.responseDeserialize;
+  side.Client = grpc.makeGenericClientConstructor({
+    Watch: {
+      ...watch,
+      responseDeserialize: (bytes: Buffer) => {
+        side.bytes = bytes.length;
+        return deserialize(bytes);
+      },
+    },
+  }, 'Herald');
+  return side;
+}
+
+type WatchCall = import('@grpc/grpc-js').ClientReadableStream<{ change?: { new_value_json?: string } | null }>;
+
 async function clientProcess(kind: Kind): Promise<void> {
   const { WebSocket } = await import('ws');
   const { io: socketIoClient } = kind === 'socket.io' ? await import('socket.io-client') : { io: undefined };
+  const grpcSide = isGrpc(kind) ? await grpcClientSide() : undefined;
+  /** gRPC: the channels, each its own HTTP/2 connection, watcher `index` on channel `index / perConnection`. */
+  const channels: import('@grpc/grpc-js').Client[] = [];
+  let perConnection = 1;
   const closers: (() => void)[] = [];
   let expected = Infinity;
   let frameBytes = 0;
@@ -296,7 +430,20 @@ async function clientProcess(kind: Kind): Promise<void> {
       closers[index]!();
       reject(error);
     };
-    if (kind === 'herald-ws' || kind === 'floor') {
+    if (grpcSide !== undefined) {
+      // A local subchannel pool per channel: a connection of its own (grpc-js shares one per target and options otherwise).
+      const channel = (channels[Math.floor(index / perConnection)] ??= new grpcSide.Client(url, grpcSide.grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }));
+      const call = (channel as unknown as { Watch(request: object): WatchCall }).Watch({ session_id: SESSION, variable_names: [NAME], include_current: false });
+      closers[index] = () => call.cancel();
+      call.on('metadata', ok); // sent once the watch is live (herald) or registered (the floor)
+      call.on('data', (event: { change?: { new_value_json?: string } | null }) => {
+        const json = event.change?.new_value_json;
+        if (json === undefined) return fail(new Error(`unexpected event ${JSON.stringify(event).slice(0, 200)}`));
+        receipt(index, (JSON.parse(json) as { seq: number }).seq, grpcSide.bytes);
+      });
+      call.on('error', (error: Error) => fail(error));
+      call.on('end', () => fail(new Error('the stream ended')));
+    } else if (kind === 'herald-ws' || kind === 'floor') {
       const ws = new WebSocket(url, kind === 'herald-ws' ? 'herald.v1' : [], { perMessageDeflate: false });
       closers[index] = () => ws.terminate();
       ws.on('open', () => {
@@ -352,6 +499,7 @@ async function clientProcess(kind: Kind): Promise<void> {
       case 'connect': {
         // A bounded number of handshakes in flight: the server's accept backlog is not overrun.
         const { url, count, concurrency, timeoutMs } = message as unknown as { url: string; count: number; concurrency: number; timeoutMs: number };
+        perConnection = (message['perConnection'] as number | undefined) ?? 1;
         const deadline = Date.now() + timeoutMs;
         let started = 0;
         let connected = 0;
@@ -521,8 +669,12 @@ class Group {
   missing = 0;
   incompleteSets = 0;
 
+  /** The scenario's label, for notes. */
+  readonly label: string;
+
   constructor(readonly kind: Kind) {
-    this.name = SERVER_CONTENDERS[kind];
+    this.name = CONTENDER_NAMES[kind];
+    this.label = isGrpc(kind) ? 'server fan-out over gRPC' : 'server fan-out';
   }
 
   listen(client: Child): void {
@@ -577,25 +729,31 @@ export interface ServerBenchOutcome {
 }
 
 /**
- * Runs the whole section: starts every contender's processes, connects
- * `settings.watchers` watchers to each (fewer if the open-files limit does
- * not allow them: said in the notes), measures, and ends every process it
- * started, on failure too.
+ * Runs one scenario of the section (`ws`: herald's WebSocket and SSE, bare
+ * ws, socket.io; `grpc`: herald's gRPC and a bare grpc-js server): starts
+ * every contender's processes, connects the watchers to each (fewer if the
+ * open-files limit does not allow them: said in the notes), measures, and
+ * ends every process it started, on failure too.
  */
-export async function serverBench(settings: ServerSettings, progress: (text: string) => void): Promise<ServerBenchOutcome> {
+export async function serverBench(scenario: ServerScenario, settings: ServerSettings, progress: (text: string) => void): Promise<ServerBenchOutcome> {
   const notes: string[] = [];
+  const label = scenario === 'grpc' ? 'server fan-out over gRPC' : 'server fan-out';
+  const grpcSettings = settings.grpc;
+  if (scenario === 'grpc' && grpcSettings === undefined) throw new Error('no gRPC settings');
+  const requested = scenario === 'grpc' ? grpcSettings!.streams : settings.watchers;
+  const perConnection = scenario === 'grpc' ? grpcSettings!.streamsPerConnection : 1;
   const limits = fileLimits();
-  // The server holds one descriptor per watcher, a client process one per watcher of its own; 200 spare for the rest.
+  // The server holds one descriptor per connection, a client process one per connection of its own; 200 spare for the rest.
   const perProcess = Math.max(100, limits.soft - 200);
-  const watchers = Math.min(settings.watchers, perProcess);
-  if (watchers < settings.watchers) {
-    notes.push(`server fan-out: ${watchers} watchers per contender instead of ${settings.watchers}: the open-files limit per process is ${limits.soft} (hard ${limits.hard})`);
+  const watchers = Math.min(requested, perProcess * perConnection);
+  if (watchers < requested) {
+    notes.push(`${label}: ${watchers} watchers per contender instead of ${requested}: the open-files limit per process is ${limits.soft} (hard ${limits.hard})`);
   }
-  const processes = Math.max(settings.clientProcesses, Math.ceil(watchers / perProcess));
-  const groups = KINDS.map((kind) => new Group(kind));
+  const processes = Math.max(settings.clientProcesses, Math.ceil(watchers / perConnection / perProcess));
+  const groups = SCENARIO_KINDS[scenario].map((kind) => new Group(kind));
   process.on('exit', killAll);
   try {
-    progress(`server fan-out: starting ${groups.length} servers and ${groups.length * processes} client processes`);
+    progress(`${label}: starting ${groups.length} servers and ${groups.length * processes} client processes`);
     for (const group of groups) {
       group.server = spawnChild('server', group.kind, limits.hard, `${group.kind} server`);
       group.clients = Array.from({ length: processes }, (_, i) => spawnChild('client', group.kind, limits.hard, `${group.kind} client ${i + 1}`));
@@ -603,17 +761,19 @@ export async function serverBench(settings: ServerSettings, progress: (text: str
     }
     for (const group of groups) {
       const { port } = await deadline(group.server.ready, 60_000, `${group.kind} server start`);
-      group.url = `${group.kind === 'socket.io' ? 'http' : 'ws'}://127.0.0.1:${port as number}${group.kind === 'herald-ws' ? '/v1/ws' : '/'}`;
+      group.url = isGrpc(group.kind)
+        ? `127.0.0.1:${port as number}`
+        : `${group.kind === 'socket.io' ? 'http' : 'ws'}://127.0.0.1:${port as number}${group.kind === 'herald-ws' ? '/v1/ws' : '/'}`;
       await deadline(Promise.all(group.clients.map((c) => c.ready)), 60_000, `${group.kind} clients start`);
     }
     for (const group of groups) {
-      progress(`server fan-out: connecting ${watchers} watchers to ${group.name}`);
-      await connect(group, watchers, notes);
+      progress(`${label}: connecting ${watchers} watchers to ${group.name}`);
+      await connect(group, watchers, perConnection, notes);
     }
     for (const group of groups) await warmUp(group, settings);
     for (let round = 0; round < settings.rounds; round++) {
       for (const group of shuffle(groups)) {
-        progress(`server fan-out: round ${round + 1}/${settings.rounds}, ${group.name}`);
+        progress(`${label}: round ${round + 1}/${settings.rounds}, ${group.name}`);
         group.rounds.push(await measureRound(group, settings));
       }
     }
@@ -634,9 +794,23 @@ export async function serverBench(settings: ServerSettings, progress: (text: str
         frameBytes,
         connectSeconds: group.connectSeconds,
       };
-      if (group.lost > 0) notes.push(`server fan-out: ${group.name} lost ${group.lost} watchers during the measurement (first: ${group.firstLoss})`);
-      if (group.missing > 0) notes.push(`server fan-out: ${group.name}: ${group.missing} receipts of latency sets never arrived (left out of its percentiles)`);
-      if (group.incompleteSets > 0) notes.push(`server fan-out: ${group.name}: ${group.incompleteSets} sets did not reach every watcher within their deadline`);
+      if (group.lost > 0) notes.push(`${label}: ${group.name} lost ${group.lost} watchers during the measurement (first: ${group.firstLoss})`);
+      if (group.missing > 0) notes.push(`${label}: ${group.name}: ${group.missing} receipts of latency sets never arrived (left out of its percentiles)`);
+      if (group.incompleteSets > 0) notes.push(`${label}: ${group.name}: ${group.incompleteSets} sets did not reach every watcher within their deadline`);
+    }
+    if (scenario === 'grpc') {
+      const connections = split(watchers, processes).reduce((n, count) => n + Math.ceil(count / perConnection), 0);
+      notes.push(
+        `${label}: ${watchers} Watch streams per contender on 127.0.0.1 over ${connections} HTTP/2 connections (${perConnection} streams each, ` +
+          'a grpc-js channel with a local subchannel pool per connection), the same arrangement for herald and the floor; clients are @grpc/grpc-js with ' +
+          '@grpc/proto-loader loading proto/herald.proto, a receipt is the decoded WatchEvent with its new_value_json parsed; neither server sets ' +
+          `grpc.max_concurrent_streams (Node's HTTP/2 default, 2^32 - 1, no cap at 100); each server in a child process of its own, its clients spread over ${groups[0]!.clients.length} more; ` +
+          `${settings.rounds} interleaved rounds of ${settings.latencySets} latency sets and ${settings.windowMs} ms of sets as fast as they reach every stream ` +
+          `(each issued once fewer than ${GRPC_IN_FLIGHT} are on their way, not the WebSocket table's unbounded flood, whose backlog would outlast the round); ` +
+          'herald: store.set on the in-memory store in the server process; the floor: one WatchEvent of the same fields serialized once per set and its bytes written to every stream; ' +
+          'memory: the server process\'s growth from 10 % to 100 % of the streams, per stream added (its share of a connection included)',
+      );
+      return { figures, notes };
     }
     notes.push(
       `server fan-out: ${watchers} watchers per contender on 127.0.0.1, each server in a child process of its own, its clients spread over ${processes} more ` +
@@ -646,7 +820,7 @@ export async function serverBench(settings: ServerSettings, progress: (text: str
     );
     return { figures, notes };
   } finally {
-    progress('server fan-out: stopping every process');
+    progress(`${label}: stopping every process`);
     await stopAll(groups.flatMap((g) => [g.server, ...g.clients]).filter((c) => c !== undefined));
     process.off('exit', killAll);
   }
@@ -667,24 +841,26 @@ async function stopAll(children: Child[]): Promise<void> {
   }));
 }
 
+/** `total` watchers spread over `processes` client processes. */
+const split = (total: number, processes: number): number[] => Array.from({ length: processes }, (_, i) => Math.floor(total / processes) + (i < total % processes ? 1 : 0));
+
 /** Connects `watchers` in two steps (10 %, then the rest), measuring the server's memory after each. */
-async function connect(group: Group, watchers: number, notes: string[]): Promise<void> {
-  const split = (total: number): number[] => group.clients.map((_, i) => Math.floor(total / group.clients.length) + (i < total % group.clients.length ? 1 : 0));
+async function connect(group: Group, watchers: number, perConnection: number, notes: string[]): Promise<void> {
   const first = Math.max(1, Math.round(watchers / 10));
   const connectTimeoutMs = 90_000;
   const start = Date.now();
   const connected = group.clients.map(() => 0);
   const step = async (counts: number[]): Promise<void> => {
-    const replies = await Promise.all(group.clients.map((c, i) => c.request({ op: 'connect', url: group.url, count: counts[i]!, concurrency: 128, timeoutMs: connectTimeoutMs }, connectTimeoutMs + 30_000)));
+    const replies = await Promise.all(group.clients.map((c, i) => c.request({ op: 'connect', url: group.url, count: counts[i]!, concurrency: 128, timeoutMs: connectTimeoutMs, perConnection }, connectTimeoutMs + 30_000)));
     replies.forEach((r, i) => (connected[i]! += r['connected'] as number));
     const failed = replies.reduce((n, r) => n + (r['failed'] as number), 0);
-    if (failed > 0) notes.push(`server fan-out: ${group.name}: ${failed} watchers failed to connect (first: ${replies.find((r) => r['firstError'] !== undefined)?.['firstError'] as string})`);
+    if (failed > 0) notes.push(`${group.label}: ${group.name}: ${failed} watchers failed to connect (first: ${replies.find((r) => r['firstError'] !== undefined)?.['firstError'] as string})`);
   };
   const memory = (): Promise<Message> => group.server.request({ op: 'memory' }, 30_000);
-  const firstCounts = split(first);
+  const firstCounts = split(first, group.clients.length);
   await step(firstCounts);
   const before = await memory();
-  await step(split(watchers).map((n, i) => n - firstCounts[i]!));
+  await step(split(watchers, group.clients.length).map((n, i) => n - firstCounts[i]!));
   group.connectSeconds = (Date.now() - start) / 1000;
   const after = await memory();
   const added = (after['count'] as number) - (before['count'] as number);
@@ -692,7 +868,7 @@ async function connect(group: Group, watchers: number, notes: string[]): Promise
   group.rssPerConnection = ((after['rss'] as number) - (before['rss'] as number)) / added;
   group.watchers = after['count'] as number;
   const total = connected.reduce((a, b) => a + b, 0);
-  if (total !== group.watchers) notes.push(`server fan-out: ${group.name}: the clients hold ${total} watchers, the server counts ${group.watchers}`);
+  if (total !== group.watchers) notes.push(`${group.label}: ${group.name}: the clients hold ${total} watchers, the server counts ${group.watchers}`);
   // Each client process counts its own watchers: a set is done there once all of them have it.
   await Promise.all(group.clients.map((c, i) => c.request({ op: 'arm', expected: connected[i] }, 10_000)));
 }
@@ -709,11 +885,40 @@ async function latencySet(group: Group): Promise<{ seq: number; t0: number }> {
 async function warmUp(group: Group, settings: ServerSettings): Promise<void> {
   for (let i = 0; i < 3; i++) await latencySet(group);
   const from = nextSeq;
-  const flood = await group.server.request({ op: 'flood', from, durationMs: Math.min(300, settings.windowMs) }, 30_000);
+  const warmMs = Math.min(300, settings.windowMs);
+  const flood = isGrpc(group.kind) ? await pacedFlood(group, warmMs) : await group.server.request({ op: 'flood', from, durationMs: warmMs }, 30_000);
   nextSeq = (flood['last'] as number) + 1;
   await group.waitFor(range(from, nextSeq), Date.now() + 10_000);
   await Promise.all(group.clients.map((c) => c.request({ op: 'forget' }, 10_000)));
   group.forget();
+}
+
+/**
+ * How many sets the gRPC scenario's throughput window lets be on their way
+ * (issued, not yet at every stream). A flood with no bound (as the WebSocket
+ * scenario's) issues sets far faster than grpc-js clients decode them on a
+ * small machine: the backlog outlasts the round and is still being drained
+ * while the next contender is measured.
+ */
+const GRPC_IN_FLIGHT = 4;
+
+/** Sets for `windowMs`, each as soon as fewer than GRPC_IN_FLIGHT are on their way; the first's t0 and the last seq, as the `flood` op answers. */
+async function pacedFlood(group: Group, windowMs: number): Promise<{ t0: number; last: number }> {
+  const end = Date.now() + windowMs;
+  const issued: number[] = [];
+  let t0: number | undefined;
+  while (Date.now() < end) {
+    const waiting = issued.length >= GRPC_IN_FLIGHT ? issued[issued.length - GRPC_IN_FLIGHT]! : undefined;
+    if (waiting !== undefined && group.completedAt(waiting) === undefined) {
+      await group.waitFor([waiting], end);
+      continue;
+    }
+    const seq = nextSeq++;
+    const reply = await group.server.request({ op: 'set', seq }, 10_000);
+    t0 ??= reply['t0'] as number;
+    issued.push(seq);
+  }
+  return { t0: t0!, last: nextSeq - 1 };
 }
 
 const range = (from: number, to: number): number[] => Array.from({ length: Math.max(0, to - from) }, (_, i) => from + i);
@@ -741,9 +946,9 @@ async function measureRound(group: Group, settings: ServerSettings): Promise<Gro
     else lasts.push((done - t0) / 1e6);
   }
   const sorted = Float64Array.from(latencies).sort();
-  // Throughput: back to back for windowMs; only the sets that reached every watcher count.
+  // Throughput: back to back for windowMs (gRPC: at most GRPC_IN_FLIGHT sets on their way); only the sets that reached every watcher count.
   const from = nextSeq;
-  const flood = await group.server.request({ op: 'flood', from, durationMs: settings.windowMs }, settings.windowMs + 30_000);
+  const flood = isGrpc(group.kind) ? await pacedFlood(group, settings.windowMs) : await group.server.request({ op: 'flood', from, durationMs: settings.windowMs }, settings.windowMs + 30_000);
   nextSeq = (flood['last'] as number) + 1;
   const seqs = range(from, nextSeq);
   await group.waitFor(seqs, Date.now() + 10_000);

@@ -9,6 +9,9 @@ import { HttpError, logFailure, toHttp } from './http-errors.js';
 import { assertOpCount, getVariable, runTransaction, setVariable, type TransactionOp } from './operations.js';
 import { Watch, type EndReason, type WatchEvent, type WatchSink, type WatchSpec } from './watch.js';
 
+/** RST_STREAM's CANCEL code (RFC 9113). */
+const NGHTTP2_CANCEL = 0x8;
+
 /** Where the package keeps the proto: `proto/herald.proto`, beside `dist/` and `src/`. */
 export const PROTO_PATH: string = fileURLToPath(new URL('../../proto/herald.proto', import.meta.url));
 
@@ -104,8 +107,22 @@ export class GrpcTransport {
       Transaction: this.#unary<TransactionRequest>('write', (r) => r.session_id, async (request) => {
         assertOpCount(request.ops.length, limits.maxTransactionOps);
         const ops = request.ops.map((op, i): TransactionOp => {
-          if (op.set !== undefined && op.set !== null) return { op: 'set', name: op.set.name, value: parseJson(op.set.value_json, `ops[${i}].set.value_json`) };
-          if (op.delete !== undefined && op.delete !== null) return { op: 'delete', name: op.delete.name };
+          // Both members of the oneof on the wire: refused rather than guessed at (protobufjs does not keep the last one, as proto3 wants).
+          if (op.set !== undefined && op.set !== null && op.delete !== undefined && op.delete !== null) {
+            throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', `ops[${i}] holds both a set and a delete`);
+          }
+          if (op.op === 'set' && op.set !== undefined && op.set !== null) {
+            const { set } = op;
+            if (set.expected_version !== undefined || set.meta_json !== undefined) {
+              throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', `ops[${i}].set: expected_version and meta_json are not taken inside a transaction (use Set)`);
+            }
+            sameSession(set.session_id, request.session_id, i);
+            return { op: 'set', name: set.name, value: parseJson(set.value_json, `ops[${i}].set.value_json`) };
+          }
+          if (op.op === 'delete' && op.delete !== undefined && op.delete !== null) {
+            sameSession(op.delete.session_id, request.session_id, i);
+            return { op: 'delete', name: op.delete.name };
+          }
           throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', `ops[${i}] must be a set or a delete`);
         });
         return { tx_id: (await runTransaction(store, request.session_id, ops)).txId };
@@ -168,8 +185,9 @@ export class GrpcTransport {
     const auth = this.context.auth;
     if (auth === undefined) return OPEN;
     const [header] = metadata.get('authorization');
+    if (header === undefined) throw new HttpError(401, 'HERALD_UNAUTHORIZED', 'a token is needed: send the metadata authorization: Bearer <token>');
     const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-    if (match === null) throw new HttpError(401, 'HERALD_UNAUTHORIZED', 'a token is needed: send the metadata authorization: Bearer <token>');
+    if (match === null) throw new HttpError(401, 'HERALD_UNAUTHORIZED', 'the authorization metadata must be "Bearer <token>"');
     return auth.verify(match[1]!);
   }
 
@@ -224,12 +242,12 @@ class GrpcStream implements WatchConnection, WatchSink {
     context.connections.add(this);
     this.#closed = new Promise((resolve) => {
       const gone = (): void => {
-        if (this.#ended && !this.#open) return resolve();
-        this.#ended = true;
+        // However it ended (an end of ours, a cancel, a lost connection), the stream leaves the server's count.
+        context.connections.delete(this);
         this.#cancelExpiry();
+        this.#ended = true;
         this.#watch?.end('unsubscribed');
         if (this.#open) this.#close();
-        context.connections.delete(this);
         resolve();
       };
       call.once('cancelled', gone);
@@ -280,6 +298,8 @@ class GrpcStream implements WatchConnection, WatchSink {
     if (this.#ended) return;
     this.#ended = true;
     this.#cancelExpiry();
+    // A client that does not read never takes its End: the stream is cut off after the grace.
+    setTimeout(() => this.destroy(), this.context.closeGraceMs).unref();
     this.#write(this.serialize({ cursor: '', end: { reason } }));
     if (reason === 'server-closing') {
       const metadata = new grpc.Metadata();
@@ -296,8 +316,19 @@ class GrpcStream implements WatchConnection, WatchSink {
     return this.#closed;
   }
 
+  /**
+   * Resets the HTTP/2 stream. grpc-js has no public way to drop a server
+   * stream whose client does not read (its `end` waits for the writes), so
+   * this reaches its HTTP/2 stream; failing that, the call is ended with a
+   * status, which at least stops it once the client reads.
+   */
   destroy(): void {
-    this.call.destroy();
+    const stream = (this.call as unknown as { call?: { stream?: { closed?: boolean; close?: (code: number) => void } } }).call?.stream;
+    if (typeof stream?.close === 'function') {
+      if (stream.closed !== true) stream.close(NGHTTP2_CANCEL);
+    } else {
+      this.call.emit('error', { code: grpc.status.CANCELLED, details: 'cut off' });
+    }
   }
 
   #write(frame: Buffer): void {
@@ -336,6 +367,13 @@ function eventMessage(event: WatchEvent, scope: string): object {
       version: f.version, at: f.at, meta_json: f.metaJson,
     },
   };
+}
+
+/** An op's own session_id, when given, must be the transaction's: an op never reaches another session. */
+function sameSession(given: string, session: string, i: number): void {
+  if (given !== '' && given !== session) {
+    throw new HttpError(400, 'HERALD_INVALID_ARGUMENT', `ops[${i}] names session ${JSON.stringify(given)}, not the transaction's ${JSON.stringify(session)}`);
+  }
 }
 
 function sessionMessage(info: SessionInfo): object {

@@ -45,6 +45,24 @@ describe('gRPC: the store', () => {
     assert.deepEqual(await refusal(herald.call('GetSession', { session_id: 's' })), [grpc.status.NOT_FOUND, 'HERALD_NO_SESSION']);
   });
 
+  test('a Transaction op that asks for what a transaction does not do (compare-and-set, meta) or names another session is refused, and nothing is written', async (t) => {
+    const { grpcPort, store } = await startServer(t);
+    await store.createSession('s');
+    await store.createSession('other');
+    const herald = grpcClient(t, grpcPort);
+    for (const op of [
+      { set: { name: 'a', value_json: '1', expected_version: 7 } },
+      { set: { name: 'a', value_json: '1', meta_json: '{}' } },
+      { set: { session_id: 'other', name: 'a', value_json: '1' } },
+      { delete: { session_id: 'other', name: 'a' } },
+      {},
+    ]) {
+      assert.deepEqual(await refusal(herald.call('Transaction', { session_id: 's', ops: [{ set: { name: 'b', value_json: '2' } }, op] })), [grpc.status.INVALID_ARGUMENT, 'HERALD_INVALID_ARGUMENT'], JSON.stringify(op));
+    }
+    assert.deepEqual(await store.list('s'), []);
+    assert.deepEqual(await store.list('other'), []);
+  });
+
   test('bad requests get their status: a missing session, bad JSON, a value over the size limit, an unknown session, a passed deadline', async (t) => {
     const { grpcPort, store } = await startServer(t);
     await store.createSession('s');
@@ -134,6 +152,25 @@ describe('gRPC: Watch', () => {
     assert.equal(watch.events.at(-1)?.['end']?.['reason'], 'token-expired');
   });
 
+  test('streams that end leave the connection count: with maxConnections 3, three watches ended by their session leave room for more', async (t) => {
+    const { grpcPort, store, base } = await startServer(t, { limits: { maxConnections: 3 } });
+    const herald = grpcClient(t, grpcPort);
+    for (let i = 0; i < 3; i++) {
+      await store.createSession(`s${i}`);
+      const watch = herald.watch({ session_id: `s${i}` });
+      await watch.live;
+      await store.deleteSession(`s${i}`);
+      assert.equal((await within(watch.status, 10_000, 'the end')).code, grpc.status.OK);
+    }
+    await store.createSession('more');
+    const deadline = Date.now() + 10_000;
+    while (!(await (await fetch(`${base}/metrics`)).text()).includes('herald_connections{transport="grpc"} 0')) {
+      assert.ok(Date.now() < deadline, 'the ended streams leave the count');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await herald.watch({ session_id: 'more' }).live;
+  });
+
   test('a client that cancels its stream has its observer removed', async (t) => {
     const { grpcPort, store, hub } = await startServer(t);
     await store.createSession('c');
@@ -170,5 +207,20 @@ describe('gRPC: Watch', () => {
     assert.equal(slow.events.at(-1)?.['end']?.['reason'], 'slow-consumer');
     assert.ok(slow.events.length < 20_000, `the slow stream got ${slow.events.length} events`);
     assert.equal(fast.events.filter((e) => e['event'] === 'end').length, 0);
+  });
+
+  test('a stream that never reads its End is cut off after closeGraceMs', { timeout: 60_000 }, async (t) => {
+    const { grpcPort, store, base } = await startServer(t, { limits: { maxBufferedBytes: 64 * 1024 }, closeGraceMs: 200 });
+    await store.createSession('s');
+    const slow = grpcClient(t, grpcPort, undefined, { 'grpc.use_local_subchannel_pool': 1 }).watch({ session_id: 's' });
+    await slow.live;
+    slow.call.pause();
+    const count = async (): Promise<string> => (await (await fetch(`${base}/metrics`)).text()).match(/herald_connections\{transport="grpc"\} (\d+)/)![1]!;
+    const value = 'v'.repeat(1000);
+    for (let i = 1; (await count()) !== '0'; i++) {
+      assert.ok(i < 20_000, 'the stream that does not read is cut off');
+      await store.set('s', 'x', `${value}${i}`);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
   });
 });
