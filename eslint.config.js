@@ -113,6 +113,12 @@ export default tseslint.config(
     rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['./server/**', './cli/**'], message: 'only herald/server and the herald command load the server' }, SERVER_ONLY] }] },
   },
   {
+    // The live page is plain browser JavaScript, served as it is: linted without type information.
+    files: ['ui/**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: { parserOptions: { projectService: false }, globals: { document: 'readonly', window: 'readonly', fetch: 'readonly', sessionStorage: 'readonly', EventSource: 'readonly', URLSearchParams: 'readonly', setTimeout: 'readonly', setInterval: 'readonly' } },
+  },
+  {
     // Tests and the benchmark drive values of unknown shape on purpose.
     files: ['test/**', 'bench/**', 'src/testing/conformance/**'],
     rules: {

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { JsonValue } from '../core/json.js';
-import type { SessionInfo, SessionStoreLike } from '../store/store.js';
+import type { ObserverManager } from '../hub/observer-manager.js';
+import { variableKey, type SessionInfo, type SessionStoreLike } from '../store/store.js';
 import { authorize, type Grant } from './auth.js';
 import type { ServerLog } from './connections.js';
 import { HttpError, logFailure, toHttp } from './http-errors.js';
@@ -32,10 +33,12 @@ interface Reply {
 export class HttpApi {
   readonly #routes: readonly (readonly [method: string, path: RegExp, access: Access, handler: Handler])[];
 
-  constructor(readonly store: SessionStoreLike, readonly limits: HttpLimits, readonly log: ServerLog) {
+  constructor(readonly hub: ObserverManager, readonly store: SessionStoreLike, readonly limits: HttpLimits, readonly log: ServerLog) {
     const segment = '([^/]+)';
     this.#routes = [
       ['POST', /^\/v1\/sessions$/, 'create', (request, _params, l, grant) => this.#createSession(request, l, grant)],
+      ['GET', /^\/v1\/sessions$/, 'create', (_request, _params, _l, grant) => this.#listSessions(grant)],
+      ['GET', new RegExp(`^/v1/sessions/${segment}/inspect$`), 'read', (_request, [id]) => this.#inspect(id!)],
       ['GET', new RegExp(`^/v1/sessions/${segment}$`), 'read', (_request, [id]) => this.#getSession(id!)],
       ['DELETE', new RegExp(`^/v1/sessions/${segment}$`), 'write', (_request, [id]) => this.#deleteSession(id!)],
       ['GET', new RegExp(`^/v1/sessions/${segment}/variables$`), 'read', (_request, [id]) => this.#list(id!)],
@@ -91,6 +94,28 @@ export class HttpApi {
     if (body['meta'] !== undefined) options.meta = body['meta'] as JsonValue;
     const info = await this.store.createSession(id as string, options);
     return { status: 201, body: sessionJson(info), headers: { location: `/v1/sessions/${encodeURIComponent(info.id)}` } };
+  }
+
+  /** Every session: needs a token for every session ("*"). */
+  async #listSessions(grant: Grant): Promise<Reply> {
+    authorize(grant, undefined, false);
+    return { status: 200, body: (await this.store.listSessions()).map(sessionJson) };
+  }
+
+  /** The observers of each of a session's variables, as the hub reports them (`hub.inspect`). */
+  async #inspect(id: string): Promise<Reply> {
+    const hub = this.hub;
+    const entries = await this.store.list(id);
+    const body = entries.filter((e) => e.value !== undefined).map((e) => {
+      const inspection = hub.inspect(variableKey(id, e.name));
+      return {
+        name: e.name,
+        key: inspection.key,
+        observerCount: inspection.observerCount,
+        observers: inspection.observers.map((o) => ({ id: o.id, label: o.label ?? null, pattern: o.pattern ?? null, ageMs: o.ageMs })),
+      };
+    });
+    return { status: 200, body };
   }
 
   async #getSession(id: string): Promise<Reply> {

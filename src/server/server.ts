@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -63,6 +64,14 @@ export interface HeraldServer {
 
 const SSE_PATH = /^\/v1\/sessions\/([^/]+)\/watch$/;
 
+/** The live page (DESIGN 9.4): plain files of the package, served as they are. */
+const UI_DIR = new URL('../../ui/', import.meta.url);
+const PAGE_FILES: ReadonlyMap<string, { readonly file: string; readonly type: string }> = new Map([
+  ['/', { file: 'index.html', type: 'text/html; charset=utf-8' }],
+  ['/ui/app.js', { file: 'app.js', type: 'text/javascript; charset=utf-8' }],
+  ['/ui/style.css', { file: 'style.css', type: 'text/css; charset=utf-8' }],
+]);
+
 /**
  * A server for a program that embeds herald: a hub's store over HTTP (DESIGN
  * 9.1), watched over SSE and WebSocket (9.2), with tokens and limits (9.3)
@@ -104,7 +113,7 @@ export function createServer(options: ServerOptions): HeraldServer {
     : hub.observePattern('session/**', () => undefined, { label: 'herald server history', onGap: (gap) => history.breakReplay(gap) });
   const connections = new Connections(limits.maxConnections);
   const context: ServerContext = { hub, store, history, auth, limits, timers, connections, log, closeGraceMs };
-  const api = new HttpApi(store, limits, log);
+  const api = new HttpApi(hub, store, limits, log);
   const sse = new SseTransport(context);
   const ws = new WebSocketTransport(context);
   let closing = false;
@@ -129,6 +138,13 @@ export function createServer(options: ServerOptions): HeraldServer {
     if (path === '/readyz') {
       const problem = await readiness(hub, store);
       return void response.writeHead(problem === undefined ? 200 : 503, { 'content-type': 'text/plain' }).end(problem === undefined ? 'ready\n' : `not ready: ${problem}\n`);
+    }
+    // The page's files hold no data: they need no token (its calls to the API do).
+    const page = PAGE_FILES.get(path);
+    if (page !== undefined) {
+      if (request.method !== 'GET' && request.method !== 'HEAD') throw new HttpError(405, 'HERALD_METHOD_NOT_ALLOWED', `${request.method ?? '?'} ${path} is not allowed: use GET`);
+      const body = await readFile(new URL(page.file, UI_DIR));
+      return void response.writeHead(200, { 'content-type': page.type, 'content-length': body.length, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' }).end(request.method === 'HEAD' ? undefined : body);
     }
     const grant = await grantOf(request, url);
     if (path === '/metrics') {

@@ -356,3 +356,28 @@ describe('watching on a cluster', { skip: redisSkip }, () => {
     assert.equal((await late.next((f) => f['id'] === 'late' && f.type !== 'subscribed', 'its first event')).item.type, 'gap');
   });
 });
+
+describe('what the live page reads', () => {
+  test('GET /v1/sessions lists every session (a token for "*"), and GET /v1/sessions/:id/inspect tells who watches each variable', async (t) => {
+    const secret = 'a-secret-of-at-least-thirty-two-bytes!';
+    const { base, store, wsUrl } = await startServer(t, { auth: { secret } });
+    const { SignJWT } = await import('jose');
+    const sign = (claims: object): Promise<string> => new SignJWT(claims as Record<string, unknown>).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h').sign(new TextEncoder().encode(secret));
+    const all = { authorization: `Bearer ${await sign({ sessions: '*', scope: ['read'] })}` };
+    const onlyA = { authorization: `Bearer ${await sign({ sessions: ['a'], scope: ['read'] })}` };
+    await store.createSession('a');
+    await store.createSession('b');
+    await store.set('a', 'x', 1);
+    await store.set('a', 'y', 2);
+    const listed = await call(base, 'GET', '/v1/sessions', undefined, all);
+    assert.deepEqual(listed.body.map((s: { id: string }) => s.id).sort(), ['a', 'b']);
+    assert.equal((await call(base, 'GET', '/v1/sessions', undefined, onlyA)).status, 403);
+    const ws = await WsWatcher.open(t, `${wsUrl}?token=${onlyA.authorization.slice(7)}`);
+    await ws.subscribe({ id: 1, session: 'a', names: ['x'] });
+    await ws.subscribe({ id: 2, session: 'a' });
+    const inspected = await call(base, 'GET', '/v1/sessions/a/inspect', undefined, onlyA);
+    assert.deepEqual(inspected.body.map((k: { name: string; observerCount: number }) => [k.name, k.observerCount]).sort(), [['x', 2], ['y', 1]]);
+    assert.equal(inspected.body.find((k: { name: string }) => k.name === 'y').observers[0].pattern, 'session/a/*');
+    assert.equal((await call(base, 'GET', '/v1/sessions/b/inspect', undefined, onlyA)).status, 403);
+  });
+});
