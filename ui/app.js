@@ -135,7 +135,10 @@ async function openSession(id) {
   const source = new EventSource(`/v1/sessions/${encodeURIComponent(id)}/watch?${query}`);
   state.source = source;
   connection('connecting', 'connecting…');
-  source.addEventListener('open', () => connection('live', 'live'));
+  source.addEventListener('open', () => {
+    attempts = 0;
+    connection('live', 'live');
+  });
   source.addEventListener('change', (event) => {
     const change = JSON.parse(event.data);
     apply(change.name, change.newValue, change.version);
@@ -181,12 +184,20 @@ async function openSession(id) {
   });
 }
 
+/** One reconnection at a time per page, each waiting longer (1 s doubling to 30 s, with jitter) while the server stays away. */
+let reconnecting;
+let attempts = 0;
+
 function reconnect(id) {
+  if (reconnecting !== undefined) return;
   connection('reconnecting', 'reconnecting…');
-  setTimeout(() => {
+  const delay = Math.min(30_000, 1000 * 2 ** attempts) * (0.75 + Math.random() * 0.5);
+  attempts++;
+  reconnecting = setTimeout(() => {
+    reconnecting = undefined;
     if (state.session !== id) return;
     void openSession(id).then(() => readAgain()).catch(() => reconnect(id));
-  }, 1000);
+  }, delay);
 }
 
 // ---- stats ----

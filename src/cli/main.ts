@@ -31,6 +31,9 @@ const io: Io = {
   out: (line) => void process.stdout.write(`${line}\n`),
   err: (line) => void process.stderr.write(`${line}\n`),
   tty: process.stdout.isTTY === true,
+  errTty: process.stderr.isTTY === true,
+  backlog: () => process.stdout.writableLength,
+  onDrain: (fn) => void process.stdout.once('drain', fn),
   env: process.env,
 };
 

@@ -28,6 +28,12 @@ export interface Io {
   readonly err: (line: string) => void;
   /** Whether stdout is a terminal (readable lines) or not (JSON lines). */
   readonly tty: boolean;
+  /** Whether stderr is a terminal: progress notes (reconnecting…) go there. */
+  readonly errTty: boolean;
+  /** Bytes written to stdout and not yet taken by its reader. */
+  readonly backlog: () => number;
+  /** Calls `fn` once stdout has taken its backlog. */
+  readonly onDrain: (fn: () => void) => void;
   readonly env: NodeJS.ProcessEnv;
 }
 
@@ -61,7 +67,15 @@ export function serverUrl(text: string | undefined): URL {
     throw new CommandError(`${JSON.stringify(text)} is not a URL; give the server's, e.g. http://127.0.0.1:7070`, EXIT.usage);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new CommandError(`the server URL must be http:// or https://, got ${url.protocol}`, EXIT.usage);
+  // The message does not repeat the URL: it holds a password.
+  if (url.username !== '' || url.password !== '') throw new CommandError('the server URL must not hold a user or password: give a token with --token', EXIT.usage);
+  if (!url.pathname.endsWith('/')) url.pathname += '/';
   return url;
+}
+
+/** `path` (`/v1/…`) under the server URL's own path, so a server behind a proxy's sub-path is reached there. */
+export function under(base: URL, path: string): URL {
+  return new URL(path.replace(/^\//, ''), base);
 }
 
 /** The token of `--token` or HERALD_TOKEN. */
@@ -74,7 +88,7 @@ export function tokenOf(values: { token?: string | undefined }, env: NodeJS.Proc
 export async function request(base: URL, method: string, path: string, token: string | undefined, body?: unknown, headers: Record<string, string> = {}): Promise<unknown> {
   let response: Response;
   try {
-    response = await fetch(new URL(path, base), {
+    response = await fetch(under(base, path), {
       method,
       headers: { ...headers, ...(token === undefined ? {} : { authorization: `Bearer ${token}` }), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
@@ -83,15 +97,26 @@ export async function request(base: URL, method: string, path: string, token: st
   } catch (error) {
     throw new CommandError(`cannot reach ${base.origin}: ${causeOf(error)}`, EXIT.failed);
   }
-  const text = await response.text();
+  let text: string;
+  try {
+    text = await response.text();
+  } catch (error) {
+    throw new CommandError(`the answer of ${base.origin} did not come in full: ${causeOf(error)}`, EXIT.failed);
+  }
   let parsed: unknown;
   try {
     parsed = text === '' ? undefined : JSON.parse(text);
   } catch {
-    parsed = text;
+    throw new CommandError(`${base.origin} did not answer like a herald server (${response.status}, not JSON): is it the right address?`, EXIT.failed);
   }
   if (response.ok) return parsed;
   throw refusal(response.status, parsed);
+}
+
+/** A herald answer's shape, checked: anything else is not a herald server's. */
+export function expect<T>(value: unknown, check: (value: unknown) => boolean, base: URL): T {
+  if (!check(value)) throw new CommandError(`${base.origin} did not answer like a herald server: is it the right address?`, EXIT.failed);
+  return value as T;
 }
 
 /** The CommandError of an HTTP error answer `{ error: { code, message } }`. */
@@ -99,6 +124,7 @@ export function refusal(status: number, body: unknown): CommandError {
   const error = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
   const code = typeof error?.code === 'string' ? error.code : `HTTP ${status}`;
   const message = typeof error?.message === 'string' ? error.message : 'the server refused the request';
+  if (typeof error?.code !== 'string') return new CommandError(`the server answered ${status} without a herald error: is it the right address?`, EXIT.failed);
   const exitCode = status === 401 || status === 403 ? EXIT.refused : status === 404 ? EXIT.notFound : status === 412 ? EXIT.versionMismatch : status >= 500 ? EXIT.failed : EXIT.usage;
   return new CommandError(`${code}: ${message}`, exitCode);
 }

@@ -1,4 +1,4 @@
-import { COMMON, CommandError, EXIT, parse, serverUrl, tokenOf, type Io } from './remote.js';
+import { COMMON, CommandError, EXIT, parse, serverUrl, tokenOf, under, type Io } from './remote.js';
 
 export const STATS_USAGE: string = `Usage: herald stats URL [--token T] [--json]
 
@@ -30,13 +30,21 @@ export async function stats(args: readonly string[], io: Io): Promise<number> {
   const token = tokenOf(values, io.env);
   let response: Response;
   try {
-    response = await fetch(new URL('/metrics', base), { headers: token === undefined ? {} : { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(30_000) });
+    response = await fetch(under(base, '/metrics'), { headers: token === undefined ? {} : { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(30_000) });
   } catch (error) {
-    throw new CommandError(`cannot reach ${base.origin}: ${(error as Error).message}`, EXIT.failed);
+    const cause = (error as { cause?: { code?: string } }).cause?.code;
+    throw new CommandError(`cannot reach ${base.origin}: ${cause ?? (error as Error).message}`, EXIT.failed);
   }
   if (response.status === 401 || response.status === 403) throw new CommandError(`the server refused the token (${response.status})`, EXIT.refused);
   if (!response.ok) throw new CommandError(`the server answered ${response.status} for /metrics`, EXIT.failed);
-  const { hub, transports } = readMetrics(await response.text());
+  let text: string;
+  try {
+    text = await response.text();
+  } catch (error) {
+    throw new CommandError(`the answer of ${base.origin} did not come in full: ${(error as Error).message}`, EXIT.failed);
+  }
+  const { hub, transports } = readMetrics(text);
+  if (hub['herald_notifications_total'] === undefined) throw new CommandError(`${base.origin}/metrics is not a herald server's: is it the right address?`, EXIT.failed);
   if (values.json === true || !io.tty) {
     io.out(JSON.stringify({ ...hub, ...transports }));
     return EXIT.ok;

@@ -1,4 +1,11 @@
-import { COMMON, CommandError, EXIT, parse, part, request, serverUrl, tokenOf, type Io } from './remote.js';
+import { COMMON, CommandError, EXIT, expect, parse, part, request, serverUrl, tokenOf, type Io } from './remote.js';
+
+/** Whether every number in `value` is finite: JSON has no Infinity, and would carry it as null. */
+function finite(value: unknown, depth = 0): boolean {
+  if (typeof value === 'number') return Number.isFinite(value);
+  if (typeof value !== 'object' || value === null || depth > 256) return true;
+  return Object.values(value).every((item) => finite(item, depth + 1));
+}
 
 export const SET_USAGE: string = `Usage: herald set URL SESSION NAME JSON [--if-version N] [--token T] [--json]
 
@@ -49,16 +56,19 @@ export async function set(args: readonly string[], io: Io): Promise<number> {
     throw new CommandError('give URL SESSION NAME JSON, e.g. herald set http://127.0.0.1:7070 42 mode \'"eco"\'', EXIT.usage);
   }
   const base = serverUrl(url);
+  if (name === '') throw new CommandError('the variable name is empty', EXIT.usage);
   let value: unknown;
   try {
     value = JSON.parse(json);
   } catch {
     throw new CommandError(`the value must be JSON, got ${JSON.stringify(json.slice(0, 40))}: a string is '"eco"', with the quotes`, EXIT.usage);
   }
+  if (!finite(value)) throw new CommandError('the value holds a number JSON cannot carry (such as 1e400): it would arrive as null', EXIT.usage);
   const ifVersion = values['if-version'];
   if (ifVersion !== undefined && !/^\d{1,15}$/.test(ifVersion)) throw new CommandError(`--if-version must be a version such as 3, got ${JSON.stringify(ifVersion)}`, EXIT.usage);
-  const result = await request(base, 'PUT', `/v1/sessions/${part(session)}/variables/${part(name)}`, tokenOf(values, io.env), { value },
-    ifVersion === undefined ? {} : { 'if-match': `"${ifVersion}"` }) as { oldValue: unknown; newValue: unknown; version: number };
+  const answer = await request(base, 'PUT', `/v1/sessions/${part(session)}/variables/${part(name)}`, tokenOf(values, io.env), { value },
+    ifVersion === undefined ? {} : { 'if-match': `"${ifVersion}"` });
+  const result = expect<{ oldValue: unknown; newValue: unknown; version: number }>(answer, (v) => typeof (v as { version?: unknown } | null)?.version === 'number', base);
   if (values.json === true || !io.tty) io.out(JSON.stringify(result));
   else io.out(`${name} = ${JSON.stringify(result.newValue)} (version ${result.version}, was ${JSON.stringify(result.oldValue)})`);
   return EXIT.ok;
@@ -77,7 +87,8 @@ export async function get(args: readonly string[], io: Io): Promise<number> {
   const token = tokenOf(values, io.env);
   const path = `/v1/sessions/${part(session)}/variables${name === undefined ? '' : `/${part(name)}`}`;
   const answer = await request(base, 'GET', path, token);
-  const variables = (name === undefined ? answer : [answer]) as { name: string; value: unknown; version: number }[];
+  const isVariable = (v: unknown): boolean => typeof (v as { name?: unknown } | null)?.name === 'string' && typeof (v as { version?: unknown }).version === 'number';
+  const variables = expect<{ name: string; value: unknown; version: number }[]>(name === undefined ? answer : [answer], (v) => Array.isArray(v) && v.every(isVariable), base);
   if (values.json === true || !io.tty) {
     io.out(JSON.stringify(answer));
     return EXIT.ok;

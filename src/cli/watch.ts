@@ -1,5 +1,5 @@
 import WebSocket from 'ws';
-import { COMMON, CommandError, EXIT, parse, refusal, serverUrl, tokenOf, type Io } from './remote.js';
+import { COMMON, CommandError, EXIT, parse, refusal, serverUrl, tokenOf, under, type Io } from './remote.js';
 
 export const WATCH_USAGE: string = `Usage: herald watch URL SESSION [NAMES...] [--changes-only] [--token T] [--json]
 
@@ -27,6 +27,11 @@ Example:
 /** Reconnection delays: from the first, doubled up to the last. */
 const RETRY_FIRST_MS = 250;
 const RETRY_MAX_MS = 5000;
+/** A subscription not answered within this, or a connection silent this long (the server pings every 25 s by default), is dropped and made again. */
+const SUBSCRIBED_WITHIN_MS = 10_000;
+const SILENT_MS = 60_000;
+/** Output not taken by stdout's reader past this: the socket stops reading until it is (the server then sees a slow consumer, and the watch resumes). */
+const MAX_BACKLOG_BYTES = 1024 * 1024;
 
 type Frame = Record<string, unknown> & { type: string };
 
@@ -42,7 +47,7 @@ export async function watch(args: readonly string[], io: Io, stop: AbortSignal):
   const base = serverUrl(url);
   const token = tokenOf(values, io.env);
   const json = values.json === true || !io.tty;
-  const wsUrl = new URL('/v1/ws', base);
+  const wsUrl = under(base, '/v1/ws');
   wsUrl.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
   let cursor: string | undefined;
   let includeCurrent = values['changes-only'] !== true;
@@ -58,7 +63,7 @@ export async function watch(args: readonly string[], io: Io, stop: AbortSignal):
   };
 
   while (!stop.aborted) {
-    const outcome = await once(wsUrl, token, { session, names, includeCurrent, cursor }, stop, (frame) => {
+    const outcome = await once(wsUrl, token, { session, names, includeCurrent, cursor }, stop, io, (frame) => {
       if (typeof frame['cursor'] === 'string') cursor = frame['cursor'];
       delay = RETRY_FIRST_MS;
       show(frame);
@@ -70,7 +75,7 @@ export async function watch(args: readonly string[], io: Io, stop: AbortSignal):
       return outcome.exit;
     }
     if (stop.aborted) break;
-    if (io.tty) io.err(`herald watch: ${outcome.why ?? 'disconnected'}; reconnecting in ${delay} ms`);
+    if (io.errTty) io.err(`herald watch: ${outcome.why ?? 'disconnected'}; reconnecting in ${delay} ms`);
     await sleep(delay, stop);
     delay = Math.min(RETRY_MAX_MS, delay * 2);
   }
@@ -87,14 +92,21 @@ interface Outcome {
 /** One connection: subscribes, hands each event to `onEvent`, and resolves when it is over. */
 function once(
   url: URL, token: string | undefined, spec: { session: string; names: string[]; includeCurrent: boolean; cursor: string | undefined },
-  stop: AbortSignal, onEvent: (frame: Frame) => void,
+  stop: AbortSignal, io: Io, onEvent: (frame: Frame) => void,
 ): Promise<Outcome> {
   return new Promise((resolve) => {
     const socket = new WebSocket(url, 'herald.v1', { headers: token === undefined ? {} : { authorization: `Bearer ${token}` }, handshakeTimeout: 10_000 });
     let settled = false;
+    // Every wait has a deadline: the subscription's answer, then the server's pings or frames.
+    let silence = setTimeout(() => finish({ why: 'the server did not answer the subscription' }), 10_000 + SUBSCRIBED_WITHIN_MS);
+    const heard = (): void => {
+      clearTimeout(silence);
+      silence = setTimeout(() => finish({ why: `the server was silent for ${SILENT_MS / 1000} s` }), SILENT_MS);
+    };
     const finish = (outcome: Outcome): void => {
       if (settled) return;
       settled = true;
+      clearTimeout(silence);
       stop.removeEventListener('abort', onStop);
       socket.terminate();
       resolve(outcome);
@@ -128,14 +140,24 @@ function once(
         ...(spec.cursor === undefined ? { includeCurrent: spec.includeCurrent } : { cursor: spec.cursor }),
       }));
     });
+    socket.on('ping', heard);
     socket.on('message', (data: Buffer) => {
+      heard();
       let frame: Frame;
       try {
         frame = JSON.parse(data.toString('utf8')) as Frame;
       } catch {
         return;
       }
-      if (frame.type === 'change' || frame.type === 'gap') return onEvent(frame);
+      if (frame.type === 'change' || frame.type === 'gap') {
+        onEvent(frame);
+        // A slow reader of stdout: read no more until it has caught up.
+        if (io.backlog() > MAX_BACKLOG_BYTES && !socket.isPaused) {
+          socket.pause();
+          io.onDrain(() => socket.resume());
+        }
+        return;
+      }
       if (frame.type === 'error') {
         const code = String(frame['code']);
         const exit = code === 'HERALD_NO_SESSION' ? EXIT.notFound : code === 'HERALD_FORBIDDEN' || code === 'HERALD_UNAUTHORIZED' ? EXIT.refused : code === 'HERALD_LIMIT' ? undefined : EXIT.failed;

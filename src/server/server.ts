@@ -144,8 +144,13 @@ export function createServer(options: ServerOptions): HeraldServer {
     if (page !== undefined) {
       if (request.method !== 'GET' && request.method !== 'HEAD') throw new HttpError(405, 'HERALD_METHOD_NOT_ALLOWED', `${request.method ?? '?'} ${path} is not allowed: use GET`);
       const body = await readFile(new URL(page.file, UI_DIR));
-      return void response.writeHead(200, { 'content-type': page.type, 'content-length': body.length, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' }).end(request.method === 'HEAD' ? undefined : body);
+      return void response.writeHead(200, {
+        'content-type': page.type, 'content-length': body.length, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff',
+        // Its own scripts and API only, and never inside another site's frame.
+        'content-security-policy': "default-src 'self'; frame-ancestors 'none'", 'x-frame-options': 'DENY',
+      }).end(request.method === 'HEAD' ? undefined : body);
     }
+    assertSameOrigin(request, auth);
     const grant = await grantOf(request, url);
     if (path === '/metrics') {
       return void response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(prometheusText(hub.getStats(), connections.counters));
@@ -172,6 +177,7 @@ export function createServer(options: ServerOptions): HeraldServer {
     void (async () => {
       if (url.pathname !== '/v1/ws') throw new HttpError(404, 'HERALD_NOT_FOUND', `no WebSocket at ${url.pathname}: use /v1/ws`);
       if (closing) throw new HttpError(503, 'HERALD_CLOSING', 'the server is closing');
+      assertSameOrigin(request, auth, true);
       const release = connections.reserve();
       try {
         const grant = await grantOf(request, url);
@@ -237,6 +243,24 @@ export function createServer(options: ServerOptions): HeraldServer {
       })());
     },
   };
+}
+
+/**
+ * Without tokens, a browser's request from another site's page (its Origin
+ * header not this server's) may not change anything, nor open a WebSocket:
+ * else any page a user visits could write to a server on their machine. With
+ * tokens, a browser never sends one by itself, so other origins are let in.
+ */
+function assertSameOrigin(request: IncomingMessage, auth: Auth | undefined, always = false): void {
+  const origin = request.headers.origin;
+  if (auth !== undefined || origin === undefined || (!always && (request.method === 'GET' || request.method === 'HEAD'))) return;
+  let host: string;
+  try {
+    host = new URL(origin).host;
+  } catch {
+    host = '';
+  }
+  if (host !== request.headers.host) throw new HttpError(403, 'HERALD_FORBIDDEN', `a request from another site's page (${origin.slice(0, 100)}) is refused by a server without tokens`);
 }
 
 function serverLimits(given: Partial<ServerLimits> | undefined): ServerLimits {

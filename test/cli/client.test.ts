@@ -170,3 +170,26 @@ test('herald watch exits 3 when its session ends and 4 when its token is refused
   assert.match(refused.stderr, /HERALD_UNAUTHORIZED/);
   assert.equal(refused.stderr.trim().split('\n').length, 1);
 });
+
+test('a server that is not herald, a value JSON cannot carry, and a URL with a password each get one line and an exit code, never a stack trace', async (t) => {
+  const { createServer: createHttp } = await import('node:http');
+  const other = createHttp((_request, response) => response.writeHead(200, { 'content-type': 'text/html' }).end('<html>login</html>'));
+  await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+  t.after(() => other.close());
+  const otherUrl = `http://127.0.0.1:${(other.address() as { port: number }).port}`;
+  const { base, store } = await startServer(t);
+  await store.createSession('s');
+  for (const [args, code, message] of [
+    [['get', otherUrl, 's'], 1, /did not answer like a herald server/],
+    [['stats', otherUrl], 1, /not a herald server's/],
+    [['set', base, 's', 'big', '1e400'], 2, /a number JSON cannot carry/],
+    [['get', 'http://user:secret@127.0.0.1:1', 's'], 2, /must not hold a user or password/],
+  ] as const) {
+    const run = await finished(herald(t, [...args]));
+    assert.equal(run.code, code, args.join(' '));
+    assert.match(run.stderr, message);
+    assert.doesNotMatch(run.stderr, /\n\s+at |secret/, 'no stack trace, no password');
+    assert.equal(run.stderr.trim().split('\n').length, 1);
+  }
+  assert.equal(await store.get('s', 'big'), undefined);
+});

@@ -136,3 +136,27 @@ test('the live page is usable from the keyboard and in a narrow window', { skip:
   }
   await page.screenshot({ path: `${SHOTS}narrow.png` });
 });
+
+test('while the server answers 503 (closing, its store down), an open page retries once at a time, waiting longer each time', { skip: problem, timeout: 60_000 }, async (t) => {
+  const { createServer: createHttp } = await import('node:http');
+  const { readFile } = await import('node:fs/promises');
+  let watches = 0;
+  const ui = new URL('../../ui/', import.meta.url);
+  const files: Record<string, [string, string]> = { '/': ['index.html', 'text/html'], '/ui/app.js': ['app.js', 'text/javascript'], '/ui/style.css': ['style.css', 'text/css'] };
+  const server = createHttp((request, response) => {
+    const path = new URL(request.url ?? '/', 'http://x').pathname;
+    const file = files[path];
+    if (file !== undefined) return void readFile(new URL(file[0], ui)).then((body) => response.writeHead(200, { 'content-type': file[1] }).end(body));
+    if (path === '/v1/sessions') return void response.writeHead(200, { 'content-type': 'application/json' }).end('[{"id":"s","createdAt":0,"expiresAt":null,"meta":null}]');
+    if (path.endsWith('/watch')) watches++;
+    response.writeHead(503, { 'content-type': 'application/json' }).end('{"error":{"code":"HERALD_STORE","message":"the store is down"}}');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => void server.close());
+  const page = await open(t, `http://127.0.0.1:${(server.address() as { port: number }).port}/`);
+  await page.getByRole('button', { name: 'open session s' }).click();
+  await page.locator('#connection[data-state="reconnecting"]').waitFor();
+  await new Promise((resolve) => setTimeout(resolve, 8000));
+  // 1 s, 2 s, 4 s (±25 %) after the first: about four in 8 s; many more would be retries piling up.
+  assert.ok(watches >= 2 && watches <= 6, `${watches} watch requests in 8 s`);
+});

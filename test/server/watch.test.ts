@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import fc from 'fast-check';
+import WebSocket from 'ws';
 import { ObserverManager, SessionStore, type VariableEntry } from '../../src/index.js';
 import { RedisBackplane } from '../../src/redis.js';
 import { engineGate, urls } from '../support/engines.js';
@@ -379,5 +380,29 @@ describe('what the live page reads', () => {
     assert.deepEqual(inspected.body.map((k: { name: string; observerCount: number }) => [k.name, k.observerCount]).sort(), [['x', 2], ['y', 1]]);
     assert.equal(inspected.body.find((k: { name: string }) => k.name === 'y').observers[0].pattern, 'session/a/*');
     assert.equal((await call(base, 'GET', '/v1/sessions/b/inspect', undefined, onlyA)).status, 403);
+  });
+});
+
+describe('a server without tokens and other sites', () => {
+  test('a browser\'s write or WebSocket from another site\'s page is refused (403); the same site\'s, and any with tokens, are let in; the page cannot be framed', async (t) => {
+    const { base, store, wsUrl } = await startServer(t);
+    await store.createSession('o');
+    const host = new URL(base).host;
+    const evil = await call(base, 'PUT', '/v1/sessions/o/variables/x', { value: 1 }, { origin: 'https://evil.example' });
+    assert.deepEqual([evil.status, evil.body.error.code], [403, 'HERALD_FORBIDDEN']);
+    assert.equal((await call(base, 'PUT', '/v1/sessions/o/variables/x', { value: 1 }, { origin: `http://${host}` })).status, 200);
+    assert.equal((await call(base, 'GET', '/v1/sessions/o/variables', undefined, { origin: 'https://evil.example' })).status, 200, 'reads are not blocked by origin');
+    const status = await new Promise<number>((resolve) => {
+      const socket = new WebSocket(wsUrl, 'herald.v1', { headers: { origin: 'https://evil.example' } });
+      socket.once('unexpected-response', (_request, response) => resolve(response.statusCode ?? 0));
+      socket.once('open', () => resolve(101));
+      socket.once('error', () => {});
+    });
+    assert.equal(status, 403);
+    const page = await fetch(`${base}/`);
+    assert.match(page.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
+    const withTokens = await startServer(t, { auth: { secret: 'a-secret-of-at-least-thirty-two-bytes!' } });
+    const refused = await call(withTokens.base, 'PUT', '/v1/sessions/o/variables/x', { value: 1 }, { origin: 'https://evil.example' });
+    assert.equal(refused.body.error.code, 'HERALD_UNAUTHORIZED', 'with tokens, the token decides, not the origin');
   });
 });
