@@ -224,20 +224,29 @@ async function listen(server: http.Server): Promise<number> {
   return (server.address() as { port: number }).port;
 }
 
+/**
+ * herald's server as `herald serve` makes it (src/cli/serve.ts): an in-memory
+ * store, one session with the watched variable; its pings and heartbeats at
+ * 5 minutes, longer than the run. With `grpc`, its gRPC port is the one watched.
+ */
+async function heraldServer(grpc: boolean): Promise<ServerSide> {
+  const { ObserverManager, SessionStore } = await import('../src/index.js');
+  const { createServer } = await import('../src/server.js');
+  const hub = new ObserverManager();
+  const store = new SessionStore({ hub });
+  await store.createSession(SESSION);
+  await store.set(SESSION, NAME, valueOf(-1));
+  const server = createServer({
+    hub, store, ...(grpc ? { grpcPort: 0 } : {}),
+    timers: { heartbeatMs: LONG_TIMER_MS, pingIntervalMs: LONG_TIMER_MS }, limits: { maxConnections: 1_000_000 },
+  });
+  const { port } = await server.listen(0, '127.0.0.1');
+  const key = `session/${SESSION}/${NAME}`;
+  return { port: grpc ? server.grpcPort! : port, set: (seq) => store.set(SESSION, NAME, valueOf(seq)), count: () => hub.observerCount(key) };
+}
+
 async function startServer(kind: Kind): Promise<ServerSide> {
-  if (kind === 'herald-grpc') {
-    const { ObserverManager, SessionStore } = await import('../src/index.js');
-    const { createServer } = await import('../src/server.js');
-    const hub = new ObserverManager();
-    const store = new SessionStore({ hub });
-    await store.createSession(SESSION);
-    await store.set(SESSION, NAME, valueOf(-1));
-    // Its keepalive pings (timers.pingIntervalMs) at 5 minutes too: longer than the run.
-    const server = createServer({ hub, store, grpcPort: 0, timers: { heartbeatMs: LONG_TIMER_MS, pingIntervalMs: LONG_TIMER_MS }, limits: { maxConnections: 1_000_000 } });
-    await server.listen(0, '127.0.0.1');
-    const key = `session/${SESSION}/${NAME}`;
-    return { port: server.grpcPort!, set: (seq) => store.set(SESSION, NAME, valueOf(seq)), count: () => hub.observerCount(key) };
-  }
+  if (kind === 'herald-grpc') return heraldServer(true);
   if (kind === 'grpc-floor') {
     const { grpc, watch } = await loadWatch();
     const serialize = watch.responseSerialize;
@@ -268,19 +277,7 @@ async function startServer(kind: Kind): Promise<ServerSide> {
       count: () => streams.size,
     };
   }
-  if (kind === 'herald-ws' || kind === 'herald-sse') {
-    const { ObserverManager, SessionStore } = await import('../src/index.js');
-    const { createServer } = await import('../src/server.js');
-    // As `herald serve` makes them (src/cli/serve.ts), with the timers above.
-    const hub = new ObserverManager();
-    const store = new SessionStore({ hub });
-    await store.createSession(SESSION);
-    await store.set(SESSION, NAME, valueOf(-1));
-    const server = createServer({ hub, store, timers: { heartbeatMs: LONG_TIMER_MS, pingIntervalMs: LONG_TIMER_MS }, limits: { maxConnections: 1_000_000 } });
-    const { port } = await server.listen(0, '127.0.0.1');
-    const key = `session/${SESSION}/${NAME}`;
-    return { port, set: (seq) => store.set(SESSION, NAME, valueOf(seq)), count: () => hub.observerCount(key) };
-  }
+  if (kind === 'herald-ws' || kind === 'herald-sse') return heraldServer(false);
   const httpServer = http.createServer((_request, response) => response.writeHead(404).end());
   const frameOf = peerFrame();
   if (kind === 'floor') {

@@ -4,10 +4,11 @@ import * as protoLoader from '@grpc/proto-loader';
 import type { JsonValue } from '../core/json.js';
 import type { SessionInfo, VariableEntry } from '../store/store.js';
 import { authorize, OPEN, type Grant } from './auth.js';
-import { at, type ServerContext, type WatchConnection } from './connections.js';
+import type { ServerContext } from './connections.js';
 import { HttpError, logFailure, toHttp } from './http-errors.js';
 import { assertOpCount, getVariable, runTransaction, setVariable, type TransactionOp } from './operations.js';
-import { Watch, type EndReason, type WatchEvent, type WatchSink, type WatchSpec } from './watch.js';
+import type { EndReason, WatchEvent, WatchSpec } from './watch.js';
+import { WatchStream } from './watch-stream.js';
 
 /** RST_STREAM's CANCEL code (RFC 9113). */
 const NGHTTP2_CANCEL = 0x8;
@@ -194,13 +195,14 @@ export class GrpcTransport {
   async #watch(call: grpc.ServerWritableStream<WatchRequest, Buffer>): Promise<void> {
     let stream: GrpcStream;
     let spec: WatchSpec;
+    let grant: Grant;
     try {
-      const grant = await this.#grant(call.metadata);
+      grant = await this.#grant(call.metadata);
       spec = watchSpec(call.request, this.context.limits.maxNames);
       authorize(grant, spec.session, false);
       if (call.cancelled) return;
       this.context.connections.assertRoom();
-      stream = new GrpcStream(this.context, call, grant, this.#last, this.#serializeEvent);
+      stream = new GrpcStream(this.context, call, this.#last, this.#serializeEvent);
     } catch (error) {
       logFailure(this.context.log, error, { transport: 'grpc', path: call.getPath() });
       return void call.emit('error', toStatus(error));
@@ -208,7 +210,7 @@ export class GrpcTransport {
     this.#streams.add(stream);
     call.once('close', () => this.#streams.delete(stream));
     try {
-      await stream.start(spec);
+      await stream.start(spec, grant);
     } catch (error) {
       stream.refused();
       logFailure(this.context.log, error, { transport: 'grpc', session: spec.session });
@@ -225,95 +227,18 @@ interface FrameCache {
 }
 
 /** One Watch stream and its watch. */
-class GrpcStream implements WatchConnection, WatchSink {
-  readonly transport = 'grpc';
-  #watch: Watch | undefined;
-  #open = false;
-  #ended = false;
+class GrpcStream extends WatchStream {
   /** Bytes handed to grpc-js and not yet taken by the HTTP/2 stream. */
   #pending = 0;
-  readonly #closed: Promise<void>;
-  readonly #cancelExpiry: () => void;
 
   constructor(
-    readonly context: ServerContext, readonly call: grpc.ServerWritableStream<WatchRequest, Buffer>, grant: Grant,
+    context: ServerContext, readonly call: grpc.ServerWritableStream<WatchRequest, Buffer>,
     readonly last: FrameCache, readonly serialize: (value: object) => Buffer,
   ) {
-    context.connections.add(this);
-    this.#closed = new Promise((resolve) => {
-      const gone = (): void => {
-        // However it ended (an end of ours, a cancel, a lost connection), the stream leaves the server's count.
-        context.connections.delete(this);
-        this.#cancelExpiry();
-        this.#ended = true;
-        this.#watch?.end('unsubscribed');
-        if (this.#open) this.#close();
-        resolve();
-      };
-      call.once('cancelled', gone);
-      call.once('close', gone);
-    });
-    this.#cancelExpiry = at(grant.expiresAt, () => void this.shutdown('token-expired'));
-  }
-
-  async start(spec: WatchSpec): Promise<void> {
-    const watch = await Watch.start(this.context, spec, this, `grpc ${spec.session}`);
-    if (this.#ended) watch.end('unsubscribed');
-    else this.#watch = watch;
-  }
-
-  refused(): void {
-    this.#ended = true;
-    this.#cancelExpiry();
-    this.context.connections.delete(this);
-  }
-
-  started(): void {
-    this.#open = true;
-    this.context.connections.counters.grpc.subscriptions++;
-    // Headers once the watch is live: nothing committed after them is missed.
-    this.call.sendMetadata(new grpc.Metadata());
-  }
-
-  event(event: WatchEvent, scope: string): void {
-    if (this.#ended) return;
-    const counters = this.context.connections.counters.grpc;
-    if (this.#pending > this.context.limits.maxBufferedBytes) {
-      counters.eventsDropped++;
-      this.context.log.warn({ transport: 'grpc', buffered: this.#pending }, 'slow consumer: its stream ends');
-      return void this.shutdown('slow-consumer');
-    }
-    counters.eventsSent++;
-    const last = this.last;
-    if (last.event !== event || last.scope !== scope) {
-      last.event = event;
-      last.scope = scope;
-      last.frame = this.serialize(eventMessage(event, scope));
-    }
-    this.#write(last.frame);
-  }
-
-  end(reason: EndReason): void {
-    if (this.#open) this.#close();
-    if (this.#ended) return;
-    this.#ended = true;
-    this.#cancelExpiry();
-    // A client that does not read never takes its End: the stream is cut off after the grace.
-    setTimeout(() => this.destroy(), this.context.closeGraceMs).unref();
-    this.#write(this.serialize({ cursor: '', end: { reason } }));
-    if (reason === 'server-closing') {
-      const metadata = new grpc.Metadata();
-      metadata.set('herald-code', 'HERALD_CLOSING');
-      this.call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'server-closing', metadata });
-    } else {
-      this.call.end();
-    }
-  }
-
-  async shutdown(reason: EndReason): Promise<void> {
-    if (this.#watch !== undefined) this.#watch.end(reason);
-    else this.end(reason);
-    return this.#closed;
+    super('grpc', context);
+    // However it ended (an end of ours, a cancel, a lost connection), the stream leaves the server's count.
+    call.once('cancelled', () => this.gone());
+    call.once('close', () => this.gone());
   }
 
   /**
@@ -331,14 +256,40 @@ class GrpcStream implements WatchConnection, WatchSink {
     }
   }
 
+  protected opened(): void {
+    // Headers once the watch is live: nothing committed after them is missed.
+    this.call.sendMetadata(new grpc.Metadata());
+  }
+
+  protected buffered(): number {
+    return this.#pending;
+  }
+
+  protected send(event: WatchEvent, scope: string): void {
+    const last = this.last;
+    if (last.event !== event || last.scope !== scope) {
+      last.event = event;
+      last.scope = scope;
+      last.frame = this.serialize(eventMessage(event, scope));
+    }
+    this.#write(last.frame);
+  }
+
+  protected finish(reason: EndReason): void {
+    this.cutOffLater();
+    this.#write(this.serialize({ cursor: '', end: { reason } }));
+    if (reason === 'server-closing') {
+      const metadata = new grpc.Metadata();
+      metadata.set('herald-code', 'HERALD_CLOSING');
+      this.call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'server-closing', metadata });
+    } else {
+      this.call.end();
+    }
+  }
+
   #write(frame: Buffer): void {
     this.#pending += frame.length;
     this.call.write(frame, () => void (this.#pending -= frame.length));
-  }
-
-  #close(): void {
-    this.#open = false;
-    this.context.connections.counters.grpc.subscriptions--;
   }
 }
 

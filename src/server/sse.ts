@@ -1,8 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authorize, type Grant } from './auth.js';
-import { at, type ServerContext, type WatchConnection } from './connections.js';
+import type { ServerContext } from './connections.js';
 import { HttpError, logFailure, replyError } from './http-errors.js';
-import { Watch, type EndReason, type WatchEvent, type WatchSink, type WatchSpec } from './watch.js';
+import type { EndReason, WatchEvent, WatchSpec } from './watch.js';
+import { WatchStream } from './watch-stream.js';
 
 /** One encoded event, kept while the same event goes to one watcher after another with the same scope. */
 interface FrameCache {
@@ -39,14 +40,14 @@ export class SseTransport {
     try {
       authorize(grant, session, false);
       this.context.connections.assertRoom();
-      stream = new SseStream(this.context, response, grant, this.#last);
+      stream = new SseStream(this.context, response, this.#last);
     } catch (error) {
       return replyError(response, error);
     }
     this.#streams.add(stream);
     response.once('close', () => this.#streams.delete(stream));
     try {
-      await stream.start(watchSpec(request, url, session, this.context.limits.maxNames));
+      await stream.start(watchSpec(request, url, session, this.context.limits.maxNames), grant);
     } catch (error) {
       stream.refused();
       logFailure(this.context.log, error, { transport: 'sse', session });
@@ -60,47 +61,25 @@ export class SseTransport {
 }
 
 /** One SSE response and its one watch. */
-class SseStream implements WatchConnection, WatchSink {
-  readonly transport = 'sse';
-  #watch: Watch | undefined;
-  #open = false;
-  #ended = false;
-  readonly #closed: Promise<void>;
-  readonly #cancelExpiry: () => void;
+class SseStream extends WatchStream {
 
-  constructor(readonly context: ServerContext, readonly response: ServerResponse, grant: Grant, readonly last: FrameCache) {
-    context.connections.add(this);
-    this.#closed = new Promise((resolve) => {
-      response.once('close', () => {
-        this.#ended = true;
-        this.#cancelExpiry();
-        this.#watch?.end('unsubscribed');
-        context.connections.delete(this);
-        resolve();
-      });
-    });
-    this.#cancelExpiry = at(grant.expiresAt, () => void this.shutdown('token-expired'));
+  constructor(context: ServerContext, readonly response: ServerResponse, readonly last: FrameCache) {
+    super('sse', context);
+    response.once('close', () => this.gone());
+    const who = { transport: 'sse', remote: `${response.socket?.remoteAddress ?? '?'}:${response.socket?.remotePort ?? '?'}` };
+    context.log.debug(who, 'watcher connected');
+    response.once('close', () => context.log.debug(who, 'watcher left'));
   }
 
-  async start(spec: WatchSpec): Promise<void> {
-    const who = { transport: 'sse', session: spec.session, remote: `${this.response.socket?.remoteAddress ?? '?'}:${this.response.socket?.remotePort ?? '?'}` };
-    this.context.log.debug(who, 'watcher connected');
-    void this.#closed.then(() => this.context.log.debug(who, 'watcher left'));
-    const watch = await Watch.start(this.context, spec, this, `sse ${spec.session}`);
-    if (this.#ended) watch.end('unsubscribed');
-    else this.#watch = watch;
+  heartbeat(): void {
+    if (!this.ended && this.response.headersSent) this.response.write(': heartbeat\n\n');
   }
 
-  /** The watch was refused before it started: the response answers with the error instead. */
-  refused(): void {
-    this.#ended = true;
-    this.#cancelExpiry();
-    this.context.connections.delete(this);
+  destroy(): void {
+    this.response.destroy();
   }
 
-  started(): void {
-    this.#open = true;
-    this.context.connections.counters.sse.subscriptions++;
+  protected opened(): void {
     this.response.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
@@ -111,15 +90,11 @@ class SseStream implements WatchConnection, WatchSink {
     this.response.write(': live\n\n');
   }
 
-  event(event: WatchEvent, scope: string): void {
-    if (this.#ended) return;
-    const counters = this.context.connections.counters.sse;
-    if (this.response.writableLength > this.context.limits.maxBufferedBytes) {
-      counters.eventsDropped++;
-      this.context.log.warn({ transport: 'sse', buffered: this.response.writableLength }, 'slow consumer: its stream ends');
-      return void this.shutdown('slow-consumer');
-    }
-    counters.eventsSent++;
+  protected buffered(): number {
+    return this.response.writableLength;
+  }
+
+  protected send(event: WatchEvent, scope: string): void {
     const last = this.last;
     if (last.event !== event || last.scope !== scope) {
       last.event = event;
@@ -130,13 +105,7 @@ class SseStream implements WatchConnection, WatchSink {
     this.response.write(last.frame);
   }
 
-  end(reason: EndReason): void {
-    if (this.#open) {
-      this.#open = false;
-      this.context.connections.counters.sse.subscriptions--;
-    }
-    if (this.#ended) return;
-    this.#ended = true;
+  protected finish(reason: EndReason): void {
     if (!this.response.headersSent) {
       // Ended before it started (the server closing, the token running out): an answer, not a stream.
       return replyError(this.response, reason === 'token-expired'
@@ -144,22 +113,7 @@ class SseStream implements WatchConnection, WatchSink {
         : new HttpError(503, 'HERALD_CLOSING', `the watch ended before it started: ${reason}`));
     }
     this.response.end(`event: end\ndata: {"reason":"${reason}"}\n\n`);
-    // A client that does not read never takes the end: it is cut off after the grace.
-    setTimeout(() => this.destroy(), this.context.closeGraceMs).unref();
-  }
-
-  heartbeat(): void {
-    if (this.#open && !this.#ended) this.response.write(': heartbeat\n\n');
-  }
-
-  async shutdown(reason: EndReason): Promise<void> {
-    if (this.#watch !== undefined) this.#watch.end(reason);
-    else this.end(reason);
-    return this.#closed;
-  }
-
-  destroy(): void {
-    this.response.destroy();
+    this.cutOffLater();
   }
 }
 
