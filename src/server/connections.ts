@@ -120,10 +120,6 @@ export class Connections {
     if (this.#all.delete(connection)) this.counters[connection.transport].connections--;
   }
 
-  get size(): number {
-    return this.#all.size;
-  }
-
   /** Ends every connection with `reason`; those not closed within `graceMs` are destroyed. */
   async shutdown(reason: EndReason, graceMs: number): Promise<void> {
     const all = [...this.#all];

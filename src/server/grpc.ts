@@ -58,7 +58,6 @@ type Access = 'read' | 'write' | 'create';
  */
 export class GrpcTransport {
   readonly #server: grpc.Server;
-  readonly #streams = new Set<GrpcStream>();
   readonly #last: FrameCache = { event: undefined, scope: '', frame: Buffer.alloc(0) };
   /** Serializes a WatchEvent message. */
   readonly #serializeEvent: (value: object) => Buffer;
@@ -207,8 +206,6 @@ export class GrpcTransport {
       logFailure(this.context.log, error, { transport: 'grpc', path: call.getPath() });
       return void call.emit('error', toStatus(error));
     }
-    this.#streams.add(stream);
-    call.once('close', () => this.#streams.delete(stream));
     try {
       await stream.start(spec, grant);
     } catch (error) {

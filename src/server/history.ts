@@ -90,17 +90,12 @@ export class WatchHistory {
     return this.#last;
   }
 
-  /** Changes kept now. */
-  get size(): number {
-    return this.#entries.length - this.#head;
-  }
-
   /**
    * The changes after `cursor` that `accepts`, oldest first; undefined when
    * they cannot be told (the cursor is malformed, of another watch's `scope`,
    * from another run or node, from before a gap, or older than what is kept).
    */
-  since(cursor: string, scope: string, accepts: (entry: EncodedChange) => boolean): { seq: number; changes: EncodedChange[] } | undefined {
+  since(cursor: string, scope: string, accepts: (entry: EncodedChange) => boolean): EncodedChange[] | undefined {
     const seq = this.#parse(cursor, scope);
     if (seq === undefined || seq < this.#floor || seq > this.#last) return undefined;
     const changes: EncodedChange[] = [];
@@ -116,7 +111,7 @@ export class WatchHistory {
     for (let i = lo; i < entries.length; i++) {
       if (accepts(entries[i]!)) changes.push(entries[i]!);
     }
-    return { seq, changes };
+    return changes;
   }
 
   /** The change as watchers receive it; undefined for a change that is not a store variable's. */

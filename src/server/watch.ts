@@ -133,7 +133,7 @@ export class Watch {
       const replay = cursor === undefined ? undefined : history.since(cursor, this.scope, (entry) => this.#accepts(entry));
       if (replay !== undefined) {
         // The history is never behind the hub: what it holds and the held changes cover everything, and seqs tell the overlap.
-        for (const entry of replay.changes) this.sink.event(entry, this.scope);
+        for (const entry of replay) this.sink.event(entry, this.scope);
         this.#sentSeq = history.last;
         this.#release();
       } else if (cursor !== undefined || this.spec.includeCurrent) {
